@@ -1,0 +1,15 @@
+"""Engine profiles: everything that differs between serving engines lives in one profile per engine."""
+
+from __future__ import annotations
+
+from .base import EngineProfile
+from .sglang import SGLANG
+
+PROFILES: dict[str, EngineProfile] = {SGLANG.name: SGLANG}
+
+
+def get(name: str) -> EngineProfile:
+    return PROFILES[name]
+
+
+__all__ = ["PROFILES", "EngineProfile", "get"]

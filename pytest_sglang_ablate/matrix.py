@@ -1,0 +1,526 @@
+"""Parse and validate a matrix file into plain records; every mistake becomes one MatrixError."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from . import engines
+from .args import Args, ArgValue, normalize_key
+from .errors import MatrixError
+from .yamlsource import LineDict, LineList, line_of, load
+
+FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+ROW_ID = re.compile(r"[A-Za-z0-9_.+=-]+\Z")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+FLAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
+# names pytest gives its own markers: a feature may not shadow them
+PYTEST_MARKERS = frozenset(
+    {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "tryfirst", "trylast"}
+)
+
+
+@dataclass(frozen=True)
+class Level:
+    concurrency: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class SingleWorkload:
+    name: str
+    prompt: str
+    expect: str | None = None
+    max_tokens: int = 2048
+    kind: str = "single"
+
+
+@dataclass(frozen=True)
+class BatchWorkload:
+    name: str
+    input_len: int
+    output_len: int
+    levels: tuple[Level, ...]
+    warmup: Level | None = None
+    seed: int = 0
+    kind: str = "batch"
+
+
+Workload = Union[SingleWorkload, BatchWorkload]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    on: Args = ()
+    off: Args = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A row as written (or generated): which features are on, plus row-only settings."""
+
+    features: frozenset[str]
+    id: str | None = None
+    args: Args = ()
+    env: tuple[tuple[str, str], ...] = ()
+    workloads: tuple[Workload, ...] | None = None  # None: every workload, unchanged
+    note: str = ""
+    where: str = ""  # "rows[3]" or "generate[0]", for messages
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    when: frozenset[str]
+    reason: str
+    versions: SpecifierSet | None = None
+    workloads: frozenset[str] | None = None
+    min_concurrency: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Generator:
+    mode: str
+    features: tuple[str, ...]
+    exclude_known_issues: bool
+    template: RowSpec
+
+
+@dataclass(frozen=True)
+class Matrix:
+    file: str
+    name: str
+    engine: str
+    launch: tuple[str, ...]
+    model: str
+    args: Args
+    env: tuple[tuple[str, str], ...]
+    features: tuple[Feature, ...]
+    rows: tuple[RowSpec, ...]
+    generators: tuple[Generator, ...]
+    known_issues: tuple[KnownIssue, ...]
+    workloads: tuple[Workload, ...]
+    path: Path = field(default=Path(), compare=False)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+
+class _Reader:
+    """Validation helpers that know the file name, so each error points at file, line and key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, container: Any, key: Any, path: str, message: str) -> MatrixError:
+        return MatrixError(self.file, line_of(container, key) if container is not None else None, path, message)
+
+    def mapping(self, value: Any, container: Any, key: Any, path: str) -> LineDict:
+        if value is None:
+            value = LineDict()
+            value.line, value.key_lines = line_of(container, key) or 0, {}
+        if not isinstance(value, dict):
+            raise self.fail(container, key, path, f"expected a mapping, got {_kind(value)}")
+        return value  # type: ignore[return-value]
+
+    def keys(self, value: LineDict, allowed: dict[str, bool], path: str) -> None:
+        """`allowed` maps each known key to whether it is required."""
+        for key in value:
+            if key not in allowed:
+                hint = _suggest(str(key), allowed)
+                raise self.fail(value, key, _join(path, str(key)), f"unknown key{hint}; expected one of: {', '.join(allowed)}")
+        for key, required in allowed.items():
+            if required and key not in value:
+                raise MatrixError(self.file, value.line or None, path, f"missing required key '{key}'")
+
+    def string(self, value: Any, container: Any, key: Any, path: str, *, allow_number: bool = False) -> str:
+        if allow_number and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value:
+            raise self.fail(container, key, path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def integer(self, value: Any, container: Any, key: Any, path: str, *, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(container, key, path, f"expected an integer >= {minimum}, got {_kind(value)}")
+        if value < minimum:
+            raise self.fail(container, key, path, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def boolean(self, value: Any, container: Any, key: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(container, key, path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def sequence(self, value: Any, container: Any, key: Any, path: str, *, non_empty: bool = False) -> LineList:
+        if not isinstance(value, list):
+            raise self.fail(container, key, path, f"expected a list, got {_kind(value)}")
+        if non_empty and not value:
+            raise self.fail(container, key, path, "expected a non-empty list")
+        return value  # type: ignore[return-value]
+
+    def args(self, value: Any, container: Any, key: Any, path: str) -> Args:
+        raw = self.mapping(value, container, key, path)
+        out: dict[str, ArgValue] = {}
+        for flag, v in raw.items():
+            p = _join(path, str(flag))
+            if not isinstance(flag, str) or not FLAG_NAME.match(normalize_key(flag)):
+                raise self.fail(raw, flag, p, "expected a flag name such as tp-size")
+            name = normalize_key(flag)
+            if name in out:
+                raise self.fail(raw, flag, p, f"the flag '--{name}' is given twice")
+            out[name] = self.arg_value(v, raw, flag, p)
+        return tuple(out.items())
+
+    def arg_value(self, v: Any, container: Any, key: Any, path: str) -> ArgValue:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v  # type: ignore[no-any-return]
+        if isinstance(v, list):
+            if not v or not all(isinstance(x, (int, float, str)) and not isinstance(x, bool) for x in v):
+                raise self.fail(container, key, path, "expected a non-empty list of strings or numbers")
+            return tuple(str(x) for x in v)
+        if isinstance(v, dict):
+            return json.dumps(v)  # e.g. --cuda-graph-config takes JSON
+        raise self.fail(container, key, path, f"expected a flag value, got {_kind(v)}")
+
+    def env(self, value: Any, container: Any, key: Any, path: str) -> tuple[tuple[str, str], ...]:
+        raw = self.mapping(value, container, key, path)
+        out = []
+        for name, v in raw.items():
+            p = _join(path, str(name))
+            if not isinstance(name, str) or not ENV_NAME.match(name):
+                raise self.fail(raw, name, p, "expected an environment variable name")
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise self.fail(raw, name, p, f"expected a string or number (quote it: \"1\"), got {_kind(v)}")
+            out.append((name, str(v)))
+        return tuple(out)
+
+    def feature_list(self, value: Any, container: Any, key: Any, path: str, known: tuple[str, ...],
+                     what: str = "feature") -> tuple[str, ...]:  # fmt: skip
+        items = self.sequence(value, container, key, path)
+        seen: list[str] = []
+        for i, name in enumerate(items):
+            p = f"{path}[{i}]"
+            if not isinstance(name, str):
+                raise self.fail(items, i, p, f"expected a {what} name, got {_kind(name)}")
+            if name not in known:
+                raise self.fail(items, i, p, f"unknown {what} '{name}'{_suggest(name, known)}; {what}s are: {', '.join(known) or '(none)'}")
+            if name in seen:
+                raise self.fail(items, i, p, f"{what} '{name}' is listed twice")
+            seen.append(name)
+        return tuple(seen)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}" if value else "an empty string"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+TOP_KEYS = {
+    "name": False, "engine": False, "launch": False, "model": True, "args": False, "env": False,
+    "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True,
+}  # fmt: skip
+ROW_KEYS = {"features": False, "id": False, "args": False, "env": False, "workloads": False, "note": False}
+GENERATE_KEYS = {
+    "mode": True, "features": False, "exclude_known_issues": False, "args": False, "env": False,
+    "workloads": False, "note": False,
+}  # fmt: skip
+SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False}
+BATCH_KEYS = {"kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False}
+LEVEL_KEYS = {"concurrency": True, "requests": False}
+
+
+def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
+    """Read and validate a matrix file; raises MatrixError naming file, line and key path."""
+    shown = shown_as or str(path)
+    data = load(path, shown)
+    r = _Reader(shown)
+    if not isinstance(data, dict):
+        raise MatrixError(shown, None, "", f"expected a mapping of matrix keys at the top, got {_kind(data)}")
+    r.keys(data, TOP_KEYS, "")  # type: ignore[arg-type]
+    top: LineDict = data  # type: ignore[assignment]
+
+    name = r.string(top.get("name", path.stem), top, "name", "name")
+    engine = r.string(top.get("engine", "sglang"), top, "engine", "engine")
+    if engine not in engines.PROFILES:
+        raise r.fail(top, "engine", "engine", f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; expected one of: {', '.join(engines.PROFILES)}")
+    profile = engines.get(engine)
+    if "launch" in top:
+        launch_raw = top["launch"]
+        if isinstance(launch_raw, str):
+            raise r.fail(top, "launch", "launch", "expected a list of strings (argv, never a shell line), e.g. [python3, -m, sglang.launch_server]")
+        items = r.sequence(launch_raw, top, "launch", "launch", non_empty=True)
+        launch = tuple(r.string(v, items, i, f"launch[{i}]", allow_number=True) for i, v in enumerate(items))
+    else:
+        launch = tuple(profile.default_launch())
+    model = r.string(top.get("model"), top, "model", "model")
+    args = r.args(top.get("args"), top, "args", "args")
+    env = r.env(top.get("env"), top, "env", "env")
+
+    features = _features(r, top)
+    names = tuple(f.name for f in features)
+    workloads = _workloads(r, top)
+    known_issues = _known_issues(r, top, names, engine, workloads)
+    rows = _rows(r, top, names, workloads)
+    generators = _generators(r, top, names, workloads)
+    if not rows and not generators:
+        raise r.fail(top, "rows", "rows", "expected at least one row (or a `generate:` section)")
+    return Matrix(
+        file=shown, name=name, engine=engine, launch=launch, model=model, args=args, env=env,
+        features=features, rows=rows, generators=generators, known_issues=known_issues,
+        workloads=workloads, path=path,
+    )  # fmt: skip
+
+
+def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:
+    raw = r.mapping(top.get("features"), top, "features", "features")
+    out = []
+    for fname, spec in raw.items():
+        p = f"features.{fname}"
+        if not isinstance(fname, str) or not FEATURE_NAME.match(fname):
+            raise r.fail(raw, fname, p, "expected a feature name: lowercase letters, digits and _, starting with a letter")
+        if fname in PYTEST_MARKERS:
+            raise r.fail(raw, fname, p, f"'{fname}' is a pytest marker; choose another feature name")
+        body = r.mapping(spec, raw, fname, p)
+        on = off = None
+        description = ""
+        for key, value in body.items():
+            if key in (True, "on"):
+                on = r.args(value, body, key, f"{p}.on")
+            elif key in (False, "off"):
+                off = r.args(value, body, key, f"{p}.off")
+            elif key == "description":
+                description = r.string(value, body, key, f"{p}.description")
+            else:
+                raise r.fail(body, key, f"{p}.{key}", "unknown key; expected on, off or description")
+        if on is None and off is None:
+            raise r.fail(raw, fname, p, "expected `on:` and/or `off:` server args (a feature that changes no flag measures nothing)")
+        out.append(Feature(fname, on or (), off or (), description))
+    return tuple(out)
+
+
+def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level:
+    body = r.mapping(value, container, key, path)
+    r.keys(body, LEVEL_KEYS, path)
+    c = r.integer(body["concurrency"], body, "concurrency", f"{path}.concurrency", minimum=1)
+    n = r.integer(body.get("requests", 2 * c), body, "requests", f"{path}.requests", minimum=1)
+    if n < c:
+        raise r.fail(body, "requests", f"{path}.requests", f"expected at least concurrency ({c}) requests, got {n}")
+    return Level(c, n)
+
+
+def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
+    kind = body.get("kind")
+    if kind == "single":
+        r.keys(body, SINGLE_KEYS, path)
+        expect = body.get("expect")
+        return SingleWorkload(
+            name=name,
+            prompt=r.string(body["prompt"], body, "prompt", f"{path}.prompt"),
+            expect=None if expect is None else r.string(expect, body, "expect", f"{path}.expect", allow_number=True),
+            max_tokens=r.integer(body.get("max_tokens", 2048), body, "max_tokens", f"{path}.max_tokens", minimum=1),
+        )
+    if kind == "batch":
+        r.keys(body, BATCH_KEYS, path)
+        levels_raw = r.sequence(body["levels"], body, "levels", f"{path}.levels", non_empty=True)
+        levels = []
+        for i, lv in enumerate(levels_raw):
+            level = _level(r, lv, levels_raw, i, f"{path}.levels[{i}]")
+            if any(x.concurrency == level.concurrency for x in levels):
+                raise r.fail(levels_raw, i, f"{path}.levels[{i}]", f"concurrency {level.concurrency} is listed twice")
+            levels.append(level)
+        warmup = body.get("warmup")
+        return BatchWorkload(
+            name=name,
+            input_len=r.integer(body["input_len"], body, "input_len", f"{path}.input_len", minimum=1),
+            output_len=r.integer(body["output_len"], body, "output_len", f"{path}.output_len", minimum=1),
+            levels=tuple(levels),
+            warmup=None if warmup is None else _level(r, warmup, body, "warmup", f"{path}.warmup"),
+            seed=r.integer(body.get("seed", 0), body, "seed", f"{path}.seed", minimum=0),
+        )
+    raise r.fail(body, "kind" if "kind" in body else None, f"{path}.kind", f"expected kind: single or kind: batch, got {_kind(kind)}")
+
+
+def _workloads(r: _Reader, top: LineDict) -> tuple[Workload, ...]:
+    raw = r.mapping(top.get("workloads"), top, "workloads", "workloads")
+    if not raw:
+        raise r.fail(top, "workloads", "workloads", "expected at least one workload")
+    out = []
+    for wname, body in raw.items():
+        p = f"workloads.{wname}"
+        if not isinstance(wname, str) or not FEATURE_NAME.match(wname):
+            raise r.fail(raw, wname, p, "expected a workload name: lowercase letters, digits and _, starting with a letter")
+        out.append(_workload(r, wname, r.mapping(body, raw, wname, p), p))
+    return tuple(out)
+
+
+def _raw_workload(top: LineDict, name: str) -> LineDict:
+    return top["workloads"][name]  # type: ignore[no-any-return]
+
+
+def _row_workloads(r: _Reader, top: LineDict, value: Any, container: Any, key: Any, path: str,
+                   workloads: tuple[Workload, ...]) -> tuple[Workload, ...]:  # fmt: skip
+    """A row's `workloads:`: a list of names, or a mapping of name to overrides merged key by key."""
+    known = [w.name for w in workloads]
+    if isinstance(value, list):
+        wanted = {n: None for n in r.feature_list(value, container, key, path, tuple(known), "workload")}
+    else:
+        body = r.mapping(value, container, key, path)
+        wanted = dict(body)
+    if not wanted:
+        raise r.fail(container, key, path, "expected at least one workload for the row")
+    out = []
+    for wname, override in wanted.items():
+        p = f"{path}.{wname}"
+        if wname not in known:
+            raise r.fail(value, wname, p, f"unknown workload '{wname}'{_suggest(str(wname), known)}; workloads are: {', '.join(known)}")
+        base = _raw_workload(top, wname)
+        if override is None:
+            out.append(next(w for w in workloads if w.name == wname))
+            continue
+        over = r.mapping(override, value, wname, p)
+        if "kind" in over and over["kind"] != base.get("kind"):
+            raise r.fail(over, "kind", f"{p}.kind", f"a row cannot change a workload's kind (it is {base.get('kind')})")
+        merged = LineDict({**base, **over})
+        merged.line = over.line
+        merged.key_lines = {**{k: base.key_lines[k] for k in base}, **over.key_lines}
+        out.append(_workload(r, wname, merged, p))
+    return tuple(out)
+
+
+def _row_body(r: _Reader, top: LineDict, body: LineDict, path: str, names: tuple[str, ...],
+              workloads: tuple[Workload, ...]) -> dict[str, Any]:  # fmt: skip
+    """The keys a row and a generator share."""
+    return {
+        "args": r.args(body.get("args"), body, "args", f"{path}.args"),
+        "env": r.env(body.get("env"), body, "env", f"{path}.env"),
+        "workloads": None if body.get("workloads") is None
+        else _row_workloads(r, top, body["workloads"], body, "workloads", f"{path}.workloads", workloads),
+        "note": "" if body.get("note") is None else r.string(body["note"], body, "note", f"{path}.note"),
+    }
+
+
+def _rows(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Workload, ...]) -> tuple[RowSpec, ...]:
+    if "rows" not in top:
+        return ()
+    raw = r.sequence(top["rows"], top, "rows", "rows")
+    if not raw and "generate" not in top:
+        raise r.fail(top, "rows", "rows", "expected at least one row")
+    out: list[RowSpec] = []
+    for i, item in enumerate(raw):
+        p = f"rows[{i}]"
+        if isinstance(item, list):
+            feats = r.feature_list(item, raw, i, p, names)
+            row = RowSpec(frozenset(feats), where=p, line=line_of(raw, i))
+        elif isinstance(item, dict):
+            body: LineDict = item  # type: ignore[assignment]
+            r.keys(body, ROW_KEYS, p)
+            feats = r.feature_list(body.get("features", LineList()), body, "features", f"{p}.features", names)
+            row_id = body.get("id")
+            if row_id is not None:
+                row_id = r.string(row_id, body, "id", f"{p}.id", allow_number=True)
+                if not ROW_ID.match(row_id):
+                    raise r.fail(body, "id", f"{p}.id", "expected letters, digits and _ . + = - only (ids go into test names)")
+            row = RowSpec(frozenset(feats), id=row_id, where=p, line=line_of(raw, i),
+                          **_row_body(r, top, body, p, names, workloads))  # fmt: skip
+        else:
+            raise r.fail(raw, i, p, f"expected a list of feature names or a mapping with `features:`, got {_kind(item)}")
+        for prev in out:
+            if (prev.features, prev.args, prev.env, prev.workloads) == (row.features, row.args, row.env, row.workloads):
+                raise r.fail(raw, i, p, f"duplicate row: the same as {prev.where}")
+        out.append(row)
+    return tuple(out)
+
+
+def _generators(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Workload, ...]) -> tuple[Generator, ...]:
+    if top.get("generate") is None:
+        return ()
+    raw = top["generate"]
+    items: list[tuple[Any, Any, Any, str]]
+    if isinstance(raw, list):
+        items = [(g, raw, i, f"generate[{i}]") for i, g in enumerate(raw)]
+    else:
+        items = [(raw, top, "generate", "generate")]
+    out = []
+    for value, container, key, p in items:
+        body = r.mapping(value, container, key, p)
+        r.keys(body, GENERATE_KEYS, p)
+        mode = body["mode"]
+        if mode not in ("product", "pairwise"):
+            raise r.fail(body, "mode", f"{p}.mode", f"expected product or pairwise, got {_kind(mode)}")
+        feats = names if "features" not in body else r.feature_list(body["features"], body, "features", f"{p}.features", names)
+        if not feats:
+            raise r.fail(body, "features", f"{p}.features", "expected at least one feature to vary")
+        excl = r.boolean(body.get("exclude_known_issues", False), body, "exclude_known_issues", f"{p}.exclude_known_issues")
+        template = RowSpec(frozenset(), where=p, line=body.line, **_row_body(r, top, body, p, names, workloads))
+        out.append(Generator(mode, tuple(feats), excl, template))
+    return tuple(out)
+
+
+def _version_range(r: _Reader, value: Any, container: Any, key: Any, path: str) -> SpecifierSet:
+    text = r.string(value, container, key, path, allow_number=True).strip()
+    if text[0].isdigit():
+        text = "==" + text  # a bare version means exactly that version
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise r.fail(container, key, path, f"expected a version range such as \"<0.4.4\" or \">=0.4.4,<0.5\", got {value!r}") from None
+
+
+def _known_issues(r: _Reader, top: LineDict, names: tuple[str, ...], engine: str,
+                  workloads: tuple[Workload, ...]) -> tuple[KnownIssue, ...]:  # fmt: skip
+    if top.get("known_issues") is None:
+        return ()
+    raw = r.sequence(top["known_issues"], top, "known_issues", "known_issues")
+    allowed = {"when": True, "reason": True, engine: False, "workloads": False, "min_concurrency": False}
+    out = []
+    for i, item in enumerate(raw):
+        p = f"known_issues[{i}]"
+        body = r.mapping(item, raw, i, p)
+        r.keys(body, allowed, p)
+        when = r.feature_list(body["when"], body, "when", f"{p}.when", names)
+        if not when:
+            raise r.fail(body, "when", f"{p}.when", "expected at least one feature")
+        wl = None
+        if body.get("workloads") is not None:
+            known_wl = tuple(w.name for w in workloads)
+            wl = frozenset(r.feature_list(body["workloads"], body, "workloads", f"{p}.workloads", known_wl, "workload"))
+        mc = body.get("min_concurrency")
+        out.append(KnownIssue(
+            when=frozenset(when),
+            reason=r.string(body["reason"], body, "reason", f"{p}.reason"),
+            versions=None if body.get(engine) is None else _version_range(r, body[engine], body, engine, f"{p}.{engine}"),
+            workloads=wl,
+            min_concurrency=None if mc is None else r.integer(mc, body, "min_concurrency", f"{p}.min_concurrency", minimum=1),
+            where=p,
+        ))  # fmt: skip
+    return tuple(out)
+

@@ -1,0 +1,49 @@
+"""The plan: what a run would launch and measure, as a table, without launching anything."""
+
+from __future__ import annotations
+
+import shlex
+from collections import OrderedDict
+
+from tabulate import tabulate
+
+from . import engines
+from .rows import Case, Row
+
+COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
+
+
+def expected(cases: list[Case], rejected: str | None) -> str:
+    if rejected:
+        return f"invalid flags: {rejected}"
+    failing = [c for c in cases if c.xfail]
+    if not failing:
+        return "run"
+    if len(failing) == len(cases):
+        return f"xfail: {failing[0].xfail}"
+    which = ", ".join(c.id.removeprefix(c.row.id + "-") for c in failing)
+    return f"xfail {which}: {failing[0].xfail}"
+
+
+def workloads(cases: list[Case]) -> str:
+    parts: OrderedDict[str, list[str]] = OrderedDict()
+    for c in cases:
+        parts.setdefault(c.workload.name, [])
+        if c.level:
+            parts[c.workload.name].append(f"c{c.level.concurrency}")
+    return "; ".join(f"{name} {','.join(levels)}".strip() for name, levels in parts.items())
+
+
+def render(engine: str, launch: tuple[str, ...], cases: list[Case], rejected: dict[str, str]) -> str:
+    """One line per row of the selected cases, in run order; the launch prefix is shown once, above."""
+    by_row: OrderedDict[Row, list[Case]] = OrderedDict()
+    for c in cases:
+        by_row.setdefault(c.row, []).append(c)
+    profile = engines.get(engine)
+    table = [
+        [row.id, ", ".join(row.features) or "(none)", shlex.join(row.argv[len(launch):]), expected(cs, rejected.get(row.id)),
+         workloads(cs), profile.gpus_needed(row.args)]
+        for row, cs in by_row.items()
+    ]  # fmt: skip
+    headers = ["row", "on", "server command (after the launch prefix)", "expected", "workloads", "GPUs"]
+    return f"launch prefix: {shlex.join(launch)}\n" + tabulate(table, headers, tablefmt="simple_grid", maxcolwidths=[None, 20, COMMAND_WIDTH, 32, 16, 10])

@@ -1,0 +1,237 @@
+"""The pytest side: options, collection of a matrix file, parametrization, markers, xfails, the plan.
+
+This is the only module that speaks pytest. Nothing is imported or computed unless --ablate-matrix is given,
+so projects that install the plugin but do not use it pay nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+if TYPE_CHECKING:
+    from .probe import ProbeResult
+    from .rows import Ablation, Case, Row
+
+
+@dataclass(frozen=True)
+class Settings:
+    matrix: Path | None
+    matrix_shown: str  # the path as the user wrote it, for messages
+    plan: bool
+    engine_version: str | None
+    engine_version_source: str
+
+
+@dataclass
+class State:
+    settings: Settings
+    ablation: Ablation
+    probe: ProbeResult
+    selected: list[Case]
+
+
+STATE = pytest.StashKey[State]()
+CASE_FUNCTIONS = {"test_single": "single", "test_batch": "batch"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ablate", "SGLang server-flag ablations (pytest-sglang-ablate)")
+    group.addoption("--ablate-matrix", metavar="PATH", help="Run the ablation described by this matrix YAML file")
+    group.addoption("--ablate-plan", action="store_true", help="Print the rows, commands and expected outcomes; launch nothing")
+    group.addoption("--ablate-sglang-version", metavar="VERSION",
+                    help="Match known issues against this SGLang version instead of the installed one")  # fmt: skip
+    parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
+    parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Command line first, then ini; a bad value names where it came from."""
+    from packaging.version import InvalidVersion, Version
+
+    cli_matrix = config.getoption("ablate_matrix")
+    ini_matrix = config.getini("ablate_matrix")
+    if cli_matrix:
+        matrix, shown = Path(cli_matrix), cli_matrix
+    elif ini_matrix:
+        shown = str(ini_matrix)
+        matrix = Path(config.rootpath, shown)
+    else:
+        matrix, shown = None, ""
+    version, source = config.getoption("ablate_sglang_version"), "--ablate-sglang-version"
+    if not version and config.getini("ablate_sglang_version"):
+        version, source = str(config.getini("ablate_sglang_version")), f"ini ablate_sglang_version in {config.inipath}"
+    if version:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise pytest.UsageError(f"{source}: expected a version such as 0.4.3.post2, got {version!r}") from None
+    return Settings(matrix, shown, bool(config.getoption("ablate_plan")), version or None, source if version else "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = resolve_settings(config)
+    if settings.matrix is None:
+        if settings.plan:
+            raise pytest.UsageError("--ablate-plan needs a matrix: pass --ablate-matrix PATH")
+        return
+    from .errors import MatrixError
+    from .matrix import load_matrix
+    from .probe import probe
+    from .rows import expand
+
+    try:
+        matrix = load_matrix(settings.matrix, settings.matrix_shown)
+        ablation = expand(matrix, settings.engine_version)
+        result = probe(ablation)
+        if settings.engine_version is None and result.version:
+            ablation = expand(matrix, result.version)  # known-issue rules depend on the version
+            settings = Settings(settings.matrix, settings.matrix_shown, settings.plan, result.version,
+                                f"installed for {result.python}")  # fmt: skip
+    except MatrixError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[STATE] = State(settings, ablation, result, [])
+    for feature in matrix.features:
+        what = f": {feature.description}" if feature.description else ""
+        config.addinivalue_line("markers", f"{feature.name}: ablation rows where feature {feature.name} is on{what}")
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # no paths on the command line: run exactly the ablation, not the project's own tests
+        config.args = [str(settings.matrix)]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    a, s = state.ablation, state.settings
+    version = f"{a.matrix.engine} {s.engine_version} ({s.engine_version_source})" if s.engine_version else (
+        f"{a.matrix.engine} version unknown: version-ranged known issues are applied; pass --ablate-sglang-version")
+    return [f"ablate: {s.matrix_shown} ({a.matrix.name}): {len(a.rows)} rows, {len(a.cases)} cases; {version}",
+            f"ablate: {state.probe.note}"]  # fmt: skip
+
+
+class MatrixFile(pytest.Module):
+    """The matrix YAML file, collected as the module of the plugin's built-in workload tests."""
+
+    def _getobj(self) -> Any:
+        from . import cases
+
+        return cases
+
+    def istestfunction(self, obj: object, name: str) -> bool:
+        return name in CASE_FUNCTIONS
+
+    def istestclass(self, obj: object, name: str) -> bool:
+        return False
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    state = parent.config.stash.get(STATE, None)
+    if state is not None and state.settings.matrix is not None and file_path == state.settings.matrix.resolve():
+        return MatrixFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+    return None
+
+
+def _marks(row: Row, xfail: str | None, launch_only: bool) -> list[pytest.MarkDecorator]:
+    from .errors import ServerError, ServerLaunchError
+
+    marks = [getattr(pytest.mark, f) for f in row.features]
+    if xfail:
+        # a known issue expects the server to fail; a wrong answer or assertion still fails the case
+        raises = ServerLaunchError if launch_only else ServerError
+        marks.append(pytest.mark.xfail(reason=xfail, raises=raises, strict=True))
+    return marks
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash.get(STATE, None)
+    if state is None or "sglang_server" not in metafunc.fixturenames:
+        return
+    ablation = state.ablation
+    kind = CASE_FUNCTIONS.get(metafunc.function.__name__) if "ablate_case" in metafunc.fixturenames else None
+    if kind is not None:
+        params = [
+            pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.xfail_launch_only))
+            for c in ablation.cases if c.workload.kind == kind
+        ]  # fmt: skip
+        metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
+    else:
+        # a user's own test that uses the server: once per row, with the whole-row known issues
+        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), True)) for r in ablation.rows]
+        metafunc.parametrize("sglang_server", params, indirect=True, scope="session")
+
+
+def _row_of(item: pytest.Item) -> Row | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("sglang_server") if callspec is not None else None
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("ablate_case") if callspec is not None else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After -k/-m: group the cases by row (one server per row), and refuse rows the engine's parser rejects."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    rank = {c: i for i, c in enumerate(state.ablation.cases)}
+    order = {row: i for i, row in enumerate(state.ablation.rows)}
+
+    def run_order(item: pytest.Item) -> tuple[int, int]:
+        # one row after the other; inside a row, the matrix's cases in file order, then users' own tests
+        row, case = _row_of(item), _case_of(item)
+        return (order.get(row, -1) if row else -1, rank[case] if case else len(rank))  # type: ignore[index]
+
+    items.sort(key=run_order)
+    state.selected = [c for c in map(_case_of, items) if c is not None]
+    rejected = state.probe.rejected
+    bad_rows = {r for r in (_row_of(it) for it in items) if r is not None and r.id in rejected}
+    if not bad_rows or state.settings.plan:
+        return
+    matrix = state.ablation.matrix
+    for row in sorted(bad_rows, key=order.__getitem__):
+        message = (f"{matrix.engine} {state.probe.version} rejects the flags of row '{row.id}' in {matrix.file}: "
+                   f"{rejected[row.id]}\nserver command: {' '.join(row.argv)}\n"
+                   f"Fix the flag in the matrix, or deselect the row (-k 'not {row.id}').")  # fmt: skip
+        report = pytest.CollectReport(f"{matrix.file}::{row.id}", "failed", message, [])
+        config.hook.pytest_collectreport(report=report)
+    items[:] = [it for it in items if _row_of(it) not in bad_rows]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.settings.plan:
+        return True  # --ablate-plan: collected, shown, nothing launched
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.settings.plan:
+        return
+    from .plan import render
+
+    terminalreporter.section(f"ablation plan: {state.ablation.matrix.name}")
+    if not state.selected:
+        terminalreporter.line("no cases selected")
+        return
+    terminalreporter.line(render(state.ablation.matrix.engine, state.ablation.matrix.launch, state.selected, state.probe.rejected))
+    rows = len({c.row for c in state.selected})
+    xfail = sum(1 for c in state.selected if c.xfail)
+    terminalreporter.line(f"{rows} rows, {len(state.selected)} cases ({xfail} expected to fail); nothing launched")
+
+
+@pytest.fixture(scope="session")
+def sglang_server(request: pytest.FixtureRequest) -> Iterator[Row]:
+    """The server of the current matrix row (one launch per row, shared by all of the row's tests)."""
+    if request.config.stash.get(STATE, None) is None:
+        raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
+    pytest.fail("launching servers is not implemented yet (issue #3)", pytrace=False)
+    yield request.param

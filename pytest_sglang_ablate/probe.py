@@ -1,0 +1,51 @@
+"""Ask the engine's own Python which version it is and whether it accepts each row's flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+
+from . import engines
+from .rows import Ablation
+
+PROBE_TIMEOUT_S = 120  # importing SGLang's server_args takes 2-4 s on a 2-core machine
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    python: str | None
+    version: str | None
+    validated: bool  # False: flags were not checked; `note` says why
+    note: str
+    rejected: dict[str, str] = field(default_factory=dict)  # row id -> the parser's message
+
+
+def probe(ablation: Ablation) -> ProbeResult:
+    """One subprocess for all rows; never raises: a probe that cannot run says so in `note`."""
+    matrix = ablation.matrix
+    profile = engines.get(matrix.engine)
+    python = profile.probe_python(list(matrix.launch))
+    if python is None:
+        return ProbeResult(None, None, False, f"launch is not `<python> -m ...` for {matrix.engine}, so the flags were not validated")
+    prefix = len(matrix.launch)
+    rows = [{"id": r.id, "argv": list(r.argv[prefix:])} for r in ablation.rows]
+    try:
+        done = subprocess.run(
+            [python, "-c", profile.probe_source],
+            input=json.dumps(rows), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return ProbeResult(python, None, False, f"{python} not found, so the flags were not validated")
+    except subprocess.TimeoutExpired:
+        return ProbeResult(python, None, False, f"{python} took over {PROBE_TIMEOUT_S} s to load {matrix.engine}; flags not validated")
+    try:
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return ProbeResult(python, None, False, f"the {matrix.engine} probe failed ({tail[0]}); flags not validated")
+    version = out.get("version")
+    if not out.get("importable"):
+        return ProbeResult(python, version, False, f"{out.get('error')}: flags not validated (python: {python})")
+    rejected = {k: v for k, v in out.get("results", {}).items() if v}
+    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected)

@@ -1,0 +1,147 @@
+"""Expand a matrix into rows (one server each) and cases (row x workload x level), with ids and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from . import engines, generate
+from .args import Args, merge, to_argv
+from .errors import MatrixError
+from .matrix import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
+
+BASELINE_ID = "baseline"  # the id of a row with every feature off
+
+
+@dataclass(frozen=True)
+class Row:
+    """One server configuration. Equal rows share one server (pytest caches the fixture by equality)."""
+
+    id: str
+    features: tuple[str, ...]  # the ON features, in declaration order
+    args: Args  # the merged args the row asks for
+    argv: tuple[str, ...]  # the server command, before host and port are added
+    env: tuple[tuple[str, str], ...]
+    workloads: tuple[Workload, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case: a workload (and for batch, one concurrency level) on one row."""
+
+    row: Row
+    workload: Workload
+    level: Level | None
+    xfail: str | None  # the known issues' reason when this case is expected to fail
+    # True when every matching rule covers the whole row: only a failed launch is the expected failure
+    xfail_launch_only: bool = True
+
+    @property
+    def id(self) -> str:
+        level = f"-c{self.level.concurrency}" if self.level else ""
+        return f"{self.row.id}-{self.workload.name}{level}"
+
+
+@dataclass(frozen=True)
+class Ablation:
+    matrix: Matrix
+    rows: tuple[Row, ...]
+    cases: tuple[Case, ...]
+    engine_version: str | None
+    issues: tuple[KnownIssue, ...]  # the known issues that apply to this engine version
+
+    def row_xfail(self, row: Row) -> str | None:
+        """Why a whole row is expected to fail (for tests that use the server but are not matrix cases)."""
+        return reason(matching_rules(self.issues, frozenset(row.features), None, None))
+
+
+def rule_applies(issue: KnownIssue, version: str | None) -> bool:
+    """A rule outside its version range does not apply; with no known version, every rule does."""
+    if issue.versions is None or version is None:
+        return True
+    try:
+        return issue.versions.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return True
+
+
+def _matches_row(issue: KnownIssue, features: frozenset[str]) -> bool:
+    return issue.when <= features
+
+
+def _whole_row_rule(issue: KnownIssue) -> bool:
+    return issue.workloads is None and issue.min_concurrency is None
+
+
+def matching_rules(issues: tuple[KnownIssue, ...], features: frozenset[str], workload: Workload | None,
+                   level: Level | None) -> list[KnownIssue]:  # fmt: skip
+    """The rules that expect this case to fail; with no workload (a user's own test), whole-row rules only."""
+    out = []
+    for issue in issues:
+        if not _matches_row(issue, features):
+            continue
+        if issue.workloads is not None and (workload is None or workload.name not in issue.workloads):
+            continue
+        if issue.min_concurrency is not None and (level is None or level.concurrency < issue.min_concurrency):
+            continue
+        out.append(issue)
+    return out
+
+
+def reason(rules: list[KnownIssue]) -> str | None:
+    return "; ".join(r.reason for r in rules) or None
+
+
+def _generated_specs(matrix: Matrix, issues: tuple[KnownIssue, ...]) -> list[RowSpec]:
+    out = []
+    for gen in matrix.generators:
+        blocking = [i for i in issues if _whole_row_rule(i)] if gen.exclude_known_issues else []
+
+        def allowed(combo: tuple[bool, ...], feats: tuple[str, ...] = gen.features, rules: list[KnownIssue] = blocking) -> bool:
+            on = frozenset(f for f, v in zip(feats, combo) if v)
+            return not any(_matches_row(r, on) for r in rules)
+
+        make = generate.product if gen.mode == "product" else generate.pairwise
+        for combo in make(len(gen.features), allowed):
+            on = frozenset(f for f, v in zip(gen.features, combo) if v)
+            t = gen.template
+            out.append(RowSpec(on, args=t.args, env=t.env, workloads=t.workloads, note=t.note, where=t.where, line=t.line))
+    return out
+
+
+def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
+    """Rows in file order (hand-written first, then generated) and their cases; checks ids are unique."""
+    profile = engines.get(matrix.engine)
+    issues = tuple(i for i in matrix.known_issues if rule_applies(i, engine_version))
+    specs = list(matrix.rows)
+    written = {s.features for s in specs}
+    specs += [s for s in _generated_specs(matrix, issues) if s.features not in written]
+
+    rows: list[Row] = []
+    cases: list[Case] = []
+    seen: dict[str, RowSpec] = {}
+    by_name = {f.name: f for f in matrix.features}
+    for spec in specs:
+        on = tuple(f.name for f in matrix.features if f.name in spec.features)
+        row_id = spec.id or "+".join(on) or BASELINE_ID
+        if row_id in seen:
+            first = seen[row_id]
+            raise MatrixError(matrix.file, spec.line, spec.where,
+                              f"duplicate row id '{row_id}' (also {first.where}); give one of them an explicit `id:`")  # fmt: skip
+        seen[row_id] = spec
+        layers = [by_name[f].on if f in spec.features else by_name[f].off for f in by_name]
+        args = merge(matrix.args, *layers, spec.args)
+        argv = (*matrix.launch, profile.model_flag, matrix.model, *to_argv(args))
+        env = tuple({**dict(matrix.env), **dict(spec.env)}.items())
+        chosen = {w.name: w for w in (spec.workloads or matrix.workloads)}
+        workloads = tuple(chosen[w.name] for w in matrix.workloads if w.name in chosen)
+        row = Row(row_id, on, args, argv, env, workloads, spec.note)
+        rows.append(row)
+        for w in workloads:
+            levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)
+            for level in levels:
+                rules = matching_rules(issues, spec.features, w, level)
+                cases.append(Case(row, w, level, reason(rules), all(_whole_row_rule(r) for r in rules)))
+    return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)
