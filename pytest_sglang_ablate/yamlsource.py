@@ -35,10 +35,6 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in out:
-            raise MatrixError(
-                loader.name, key_node.start_mark.line + 1, str(key), "duplicate key (YAML keeps only the last one)"
-            )
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
@@ -66,16 +62,41 @@ def load(path: Path, shown_as: str) -> Any:
     loader = _Loader(text)
     loader.name = shown_as
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(shown_as, node, "")
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
+        # "while parsing a flow sequence" points at the opening bracket: that line is the one to fix
+        mark = e.context_mark or e.problem_mark
         line = mark.line + 1 if mark else None
-        what = " ".join(str(p) for p in (e.context, e.problem) if p)
+        what = e.problem or ""
+        if e.context and e.problem_mark and mark is not e.problem_mark:
+            what = f"{e.context}: {e.problem} (line {e.problem_mark.line + 1})"
+        elif e.context:
+            what = f"{e.context}: {e.problem}"
         raise MatrixError(shown_as, line, "", f"YAML syntax error: {what}") from None
     except yaml.YAMLError as e:
         raise MatrixError(shown_as, None, "", f"YAML error: {e}") from None
     finally:
         loader.dispose()
+
+
+def _check_duplicate_keys(file: str, node: yaml.Node, path: str) -> None:
+    """PyYAML keeps the last of two equal keys silently; a matrix with one is almost always a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            here = f"{path}.{key}" if path else key
+            if key in seen:
+                raise MatrixError(file, key_node.start_mark.line + 1, here, "duplicate key (YAML would keep only the last one)")
+            seen.add(key)
+            _check_duplicate_keys(file, value_node, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            _check_duplicate_keys(file, child, f"{path}[{i}]")
 
 
 def line_of(container: Any, key: Any) -> int | None:

@@ -44,33 +44,61 @@ def _probe_python(launch: list[str]) -> str | None:
 
 
 # Runs in the engine's interpreter: parses each row's argv with SGLang's own argparse parser, without
-# resolving anything (resolution needs a GPU). Stdlib only besides sglang.
+# resolving anything (resolution needs a GPU). ServerArgs.add_cli_args + parse_args exists in 0.4.x and 0.5.x
+# alike and has no side effects. Stdlib only besides sglang.
 PROBE_SOURCE = r'''
-import argparse, contextlib, io, json, sys
-out = {"importable": False, "version": None, "error": None, "results": {}}
+import argparse, contextlib, importlib.metadata, importlib.util, io, json, logging, re, sys, types
+out = {"importable": False, "version": None, "error": None, "results": {}, "warnings": {}}
 try:
-    from importlib.metadata import version
-    out["version"] = version("sglang")
-except Exception as e:
-    out["error"] = "sglang is not installed (%s)" % (e,)
+    out["version"] = importlib.metadata.version("sglang")
+except importlib.metadata.PackageNotFoundError:
+    out["error"] = "sglang is not installed"
     print(json.dumps(out)); sys.exit(0)
+# sglang.srt.utils.common imports triton; a GPU-less parse needs only its name. Drop the stub afterwards so
+# torch never takes it for a real triton.
+stub = "triton" not in sys.modules and importlib.util.find_spec("triton") is None
+if stub:
+    sys.modules["triton"] = types.ModuleType("triton")
 try:
     from sglang.srt.server_args import ServerArgs
 except BaseException as e:
     out["error"] = "import sglang.srt.server_args failed: %s: %s" % (type(e).__name__, e)
     print(json.dumps(out)); sys.exit(0)
+finally:
+    if stub:
+        sys.modules.pop("triton", None)
 out["importable"] = True
+
+class ParseError(Exception):
+    pass
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # the stock one prints ~37 KB of usage and exits 2
+        raise ParseError(message)
+
+class Capture(logging.Handler):  # deprecation warnings are logged, not raised
+    records = []
+    def emit(self, record):
+        self.records.append(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
+
+logging.getLogger().addHandler(Capture(logging.WARNING))
 for row in json.load(sys.stdin):
-    parser = argparse.ArgumentParser(prog="sglang.launch_server")  # as SGLang builds it
-    ServerArgs.add_cli_args(parser)
-    err = io.StringIO()
+    Capture.records.clear()
+    err = None
     try:
-        with contextlib.redirect_stderr(err):
+        parser = Parser(prog="sglang serve")  # default allow_abbrev, as SGLang builds it
+        ServerArgs.add_cli_args(parser)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             parser.parse_args(row["argv"])
-        out["results"][row["id"]] = None
-    except SystemExit:
-        lines = [l for l in err.getvalue().splitlines() if l.strip()]
-        out["results"][row["id"]] = lines[-1] if lines else "rejected by the argument parser"
+    except ParseError as e:
+        err = str(e)
+    except SystemExit as e:
+        err = "the parser exited with code %s" % (e.code,)
+    except Exception as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    out["results"][row["id"]] = err
+    if Capture.records:
+        out["warnings"][row["id"]] = list(Capture.records)
 print(json.dumps(out))
 '''
 

@@ -1,0 +1,118 @@
+"""Flags are checked by the engine's own argument parser before any server starts.
+
+A stand-in `sglang` package (installed metadata + `ServerArgs.add_cli_args`, as SGLang 0.4 and 0.5 have it)
+plays the engine here; CI also checks the real parser (see docs/matrix-format.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKE_SERVER_ARGS = """
+import logging
+
+class ServerArgs:
+    @staticmethod
+    def add_cli_args(parser):
+        parser.add_argument("--model-path", required=True)
+        parser.add_argument("--tp-size", type=int)
+        parser.add_argument("--mem-fraction-static", type=float)
+        parser.add_argument("--disable-radix-cache", action="store_true")
+        parser.add_argument("--speculative-algorithm")
+        parser.add_argument("--speculative-num-steps", type=int)
+        parser.add_argument("--disable-cuda-graph", action=Deprecated, nargs=0)
+
+import argparse
+class Deprecated(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        logging.getLogger("sglang").warning("'%s' is deprecated", option_string)
+"""
+
+MATRIX = """
+model: m
+launch: [{python}, -m, sglang.launch_server]
+args: {{tp-size: 2}}
+features:
+  cuda_graph: {{off: {{disable-cuda-graph: true}}}}
+  nextn: {{on: {{speculative-algorithm: NEXTN}}}}
+  flashinfer_mla: {{on: {{enable-flashinfer-mla: true}}}}
+rows:
+  - [cuda_graph]
+  - [cuda_graph, flashinfer_mla]
+  - [nextn]
+known_issues:
+  - {{when: [nextn], reason: "old spec decoding", sglang: "<0.4.4"}}
+workloads:
+  single: {{kind: single, prompt: hi}}
+"""
+
+
+def fake_sglang(root: Path, version: str) -> Path:
+    pkg = root / "site"
+    (pkg / "sglang" / "srt").mkdir(parents=True)
+    (pkg / "sglang" / "__init__.py").write_text("")
+    (pkg / "sglang" / "srt" / "__init__.py").write_text("")
+    (pkg / "sglang" / "srt" / "server_args.py").write_text(FAKE_SERVER_ARGS)
+    info = pkg / f"sglang-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: sglang\nVersion: {version}\n")
+    return pkg
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("PYTHONPATH", str(fake_sglang(pytester.path, "0.5.23")))
+    pytester.makefile(".yaml", m=MATRIX.format(python=sys.executable))
+    return pytester
+
+
+def test_row_with_a_flag_the_engine_rejects_fails_collection_naming_flag_and_version(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([
+        "*ERROR collecting m.yaml*",
+        "sglang 0.5.23 rejects the flags of row 'cuda_graph+flashinfer_mla' in m.yaml: unrecognized arguments: --enable-flashinfer-mla",
+        "*",
+        "*",
+        "ERROR m.yaml::cuda_graph+flashinfer_mla - sglang 0.5.23 rejects the flags of*",
+        "*Interrupted: 1 error during collection*",
+    ])  # fmt: skip
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_deselecting_the_rejected_row_lets_the_rest_run(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only", "-q", "-k", "not flashinfer_mla")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.outlines if "::" in line] == [
+        "m.yaml::test_single[cuda_graph-single]", "m.yaml::test_single[nextn-single]"]
+
+
+def test_header_says_the_flags_were_validated_and_which_version_was_found(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only", "-k", "not flashinfer_mla")
+    result.stdout.fnmatch_lines([
+        f"ablate: m.yaml (m): 3 rows, 3 cases; sglang 0.5.23 (installed for {sys.executable})",
+        "ablate: flags validated by sglang 0.5.23's parser",
+    ])  # fmt: skip
+
+
+def test_installed_version_decides_which_known_issues_apply(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(fake_sglang(pytester.path, "0.4.3.post2")))
+    pytester.makefile(".yaml", m=MATRIX.format(python=sys.executable))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-plan", "-k", "not flashinfer_mla")
+    result.stdout.fnmatch_lines(["2 rows, 2 cases (1 expected to fail); nothing launched"])
+
+
+def test_plan_marks_rejected_rows_and_exits_non_zero(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-plan")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "invalid flags: unrecognized" in result.stdout.str()
+
+
+def test_without_sglang_the_run_says_once_that_flags_were_not_validated(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", m=MATRIX.format(python=sys.executable))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.stdout.str().count("flags not validated") == 1
