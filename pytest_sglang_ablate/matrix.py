@@ -184,7 +184,7 @@ class _Reader:
 
     def arg_value(self, v: Any, container: Any, key: Any, path: str) -> ArgValue:
         if v is None or isinstance(v, (bool, int, float, str)):
-            return v  # type: ignore[no-any-return]
+            return v
         if isinstance(v, list):
             if not v or not all(isinstance(x, (int, float, str)) and not isinstance(x, bool) for x in v):
                 raise self.fail(container, key, path, "expected a non-empty list of strings or numbers")
@@ -351,7 +351,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
     if kind == "batch":
         r.keys(body, BATCH_KEYS, path)
         levels_raw = r.sequence(body["levels"], body, "levels", f"{path}.levels", non_empty=True)
-        levels = []
+        levels: list[Level] = []
         for i, lv in enumerate(levels_raw):
             level = _level(r, lv, levels_raw, i, f"{path}.levels[{i}]")
             if any(x.concurrency == level.concurrency for x in levels):

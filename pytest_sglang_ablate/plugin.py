@@ -133,7 +133,7 @@ class MatrixFile(pytest.Module):
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     state = parent.config.stash.get(STATE, None)
     if state is not None and state.settings.matrix is not None and file_path == state.settings.matrix.resolve():
-        return MatrixFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+        return MatrixFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -188,7 +188,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     def run_order(item: pytest.Item) -> tuple[int, int]:
         # one row after the other; inside a row, the matrix's cases in file order, then users' own tests
         row, case = _row_of(item), _case_of(item)
-        return (order.get(row, -1) if row else -1, rank[case] if case else len(rank))  # type: ignore[index]
+        return (order.get(row, -1) if row else -1, rank[case] if case else len(rank))
 
     items.sort(key=run_order)
     state.selected = [c for c in map(_case_of, items) if c is not None]
