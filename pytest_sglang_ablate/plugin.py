@@ -225,6 +225,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.line("no cases selected")
         return
     terminalreporter.line(render(state.ablation.matrix.engine, state.ablation.matrix.launch, state.selected, state.probe.rejected))
+    shown_rows = {c.row.id for c in state.selected}
+    notes = sorted({w for rid, ws in state.probe.warnings.items() if rid in shown_rows for w in ws})
+    for note in notes:
+        terminalreporter.line(f"{state.ablation.matrix.engine} {state.probe.version} warns: {note}")
     rows = len({c.row for c in state.selected})
     xfail = sum(1 for c in state.selected if c.xfail)
     terminalreporter.line(f"{rows} rows, {len(state.selected)} cases ({xfail} expected to fail); nothing launched")

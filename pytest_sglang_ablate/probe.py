@@ -19,6 +19,7 @@ class ProbeResult:
     validated: bool  # False: flags were not checked; `note` says why
     note: str
     rejected: dict[str, str] = field(default_factory=dict)  # row id -> the parser's message
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # row id -> what the parser warned (deprecations)
 
 
 def probe(ablation: Ablation) -> ProbeResult:
@@ -48,4 +49,5 @@ def probe(ablation: Ablation) -> ProbeResult:
     if not out.get("importable"):
         return ProbeResult(python, version, False, f"{out.get('error')}: flags not validated (python: {python})")
     rejected = {k: v for k, v in out.get("results", {}).items() if v}
-    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected)
+    warnings = {k: list(v) for k, v in out.get("warnings", {}).items() if v}
+    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings)

@@ -128,8 +128,8 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
         row_id = spec.id or "+".join(on) or BASELINE_ID
         if row_id in seen:
             first = seen[row_id]
-            raise MatrixError(matrix.file, spec.line, spec.where,
-                              f"duplicate row id '{row_id}' (also {first.where}); give one of them an explicit `id:`")  # fmt: skip
+            fix = "give the hand-written row an explicit `id:`" if spec.where.startswith("generate") else "give one of them an explicit `id:`"
+            raise MatrixError(matrix.file, spec.line, spec.where, f"duplicate row id '{row_id}' (also {first.where}); {fix}")
         seen[row_id] = spec
         layers = [by_name[f].on if f in spec.features else by_name[f].off for f in by_name]
         args = merge(matrix.args, *layers, spec.args)

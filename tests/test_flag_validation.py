@@ -116,3 +116,8 @@ def test_without_sglang_the_run_says_once_that_flags_were_not_validated(pytester
     result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only")
     assert result.ret == pytest.ExitCode.OK
     assert result.stdout.str().count("flags not validated") == 1
+
+
+def test_plan_shows_the_engines_deprecation_warnings(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-plan", "-k", "not flashinfer_mla")
+    result.stdout.fnmatch_lines(["sglang 0.5.23 warns: '--disable-cuda-graph' is deprecated"])
