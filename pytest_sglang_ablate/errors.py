@@ -20,10 +20,26 @@ class MatrixError(AblateError):
 
 
 class ServerError(AblateError):
-    """A server failed; `failure_class` names how (see docs/lifecycle.md)."""
+    """A server failed; `failure_class` names how (docs/lifecycle.md lists the classes)."""
 
-    failure_class = "error"
+    def __init__(self, message: str, failure_class: str = "error") -> None:
+        super().__init__(message)
+        self.failure_class = failure_class
 
 
 class ServerLaunchError(ServerError):
-    """The server did not come up: known-issue xfails expect this."""
+    """The server did not come up as asked (bad flag, OOM, graph capture, crash, port, config drift).
+
+    Known-issue xfails expect this class."""
+
+
+class ServerStartTimeout(ServerError):
+    """The server did not answer its health check before the deadline: not a known-issue failure."""
+
+
+class ServerDied(ServerError):
+    """The server exited while a workload was running."""
+
+
+class TeardownError(ServerError):
+    """Stopping a server left something behind: a process, the port, or GPU memory."""

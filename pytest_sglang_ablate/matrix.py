@@ -96,6 +96,17 @@ class Generator:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The matrix's `server:` section: how servers are started and stopped."""
+
+    host: str = "127.0.0.1"
+    startup_timeout_s: float | None = None  # None: the engine profile's default
+    shutdown_grace_s: float = 30.0
+    gpu_release_timeout_s: float = 120.0
+    oom_retry_mem_fraction: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Matrix:
     file: str
     name: str
@@ -109,6 +120,7 @@ class Matrix:
     generators: tuple[Generator, ...]
     known_issues: tuple[KnownIssue, ...]
     workloads: tuple[Workload, ...]
+    server: ServerSettings = ServerSettings()
     path: Path = field(default=Path(), compare=False)
 
     @property
@@ -246,8 +258,10 @@ def _join(path: str, key: str) -> str:
 
 TOP_KEYS = {
     "name": False, "engine": False, "launch": False, "model": True, "args": False, "env": False,
-    "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True,
+    "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True, "server": False,
 }  # fmt: skip
+SERVER_KEYS = {"host": False, "startup_timeout": False, "shutdown_grace": False, "gpu_release_timeout": False,
+               "oom_retry_mem_fraction": False}  # fmt: skip
 ROW_KEYS = {"features": False, "id": False, "args": False, "env": False, "workloads": False, "note": False}
 GENERATE_KEYS = {
     "mode": True, "features": False, "exclude_known_issues": False, "args": False, "env": False,
@@ -296,8 +310,40 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
     return Matrix(
         file=shown, name=name, engine=engine, launch=launch, model=model, args=args, env=env,
         features=features, rows=rows, generators=generators, known_issues=known_issues,
-        workloads=workloads, path=path,
+        workloads=workloads, server=_server(r, top), path=path,
     )  # fmt: skip
+
+
+def _seconds(r: _Reader, body: LineDict, key: str, default: float | None, minimum: float) -> float | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise r.fail(body, key, f"server.{key}", f"expected a number of seconds >= {minimum:g}, got {_kind(value)}")
+    return float(value)
+
+
+def _server(r: _Reader, top: LineDict) -> ServerSettings:
+    body = r.mapping(top.get("server"), top, "server", "server")
+    r.keys(body, SERVER_KEYS, "server")
+    fractions: list[float] = []
+    if body.get("oom_retry_mem_fraction") is not None:
+        items = r.sequence(body["oom_retry_mem_fraction"], body, "oom_retry_mem_fraction", "server.oom_retry_mem_fraction", non_empty=True)
+        for i, f in enumerate(items):
+            p = f"server.oom_retry_mem_fraction[{i}]"
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise r.fail(items, i, p, f"expected a fraction between 0 and 1, got {_kind(f)}")
+            if fractions and f >= fractions[-1]:
+                raise r.fail(items, i, p, "expected each retry value to be lower than the one before")
+            fractions.append(float(f))
+    default = ServerSettings()
+    return ServerSettings(
+        host=r.string(body.get("host", default.host), body, "host", "server.host"),
+        startup_timeout_s=_seconds(r, body, "startup_timeout", None, 1),
+        shutdown_grace_s=_seconds(r, body, "shutdown_grace", default.shutdown_grace_s, 0) or 0.0,
+        gpu_release_timeout_s=_seconds(r, body, "gpu_release_timeout", default.gpu_release_timeout_s, 0) or 0.0,
+        oom_retry_mem_fraction=tuple(fractions),
+    )
 
 
 def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:

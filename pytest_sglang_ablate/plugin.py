@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 if TYPE_CHECKING:
+    from .launch import Server
     from .probe import ProbeResult
     from .rows import Ablation, Case, Row
 
@@ -235,9 +236,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.fixture(scope="session")
-def sglang_server(request: pytest.FixtureRequest) -> Iterator[Row]:
-    """The server of the current matrix row (one launch per row, shared by all of the row's tests)."""
-    if request.config.stash.get(STATE, None) is None:
+def sglang_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server of the current matrix row: launched once per row, shared by all of the row's tests, and
+    stopped (with every process it started) before the next row's server starts. A launch failure is raised
+    once and reported by every case of the row."""
+    state = request.config.stash.get(STATE, None)
+    if state is None:
         raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
-    pytest.fail("launching servers is not implemented yet (issue #3)", pytrace=False)
-    yield request.param
+    from . import engines
+    from .launch import start
+
+    matrix = state.ablation.matrix
+    log_dir = tmp_path_factory.getbasetemp() / "ablate-servers"
+    server = start(request.param, engines.get(matrix.engine), matrix.server, log_dir)
+    yield server
+    server.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..args import Args
@@ -20,5 +20,22 @@ class EngineProfile:
     # the Python interpreter that can import the engine for this launch prefix, if the prefix says
     probe_python: Callable[[list[str]], str | None]
     # a Python program run by probe_python: reads JSON [{"id", "argv"}] on stdin, prints
-    # {"importable", "version", "error", "results": {id: None | message}}
+    # {"importable", "version", "error", "results": {id: None | message}, "warnings": {id: [message]}}
     probe_source: str
+    host_flag: str = "--host"
+    port_flag: str = "--port"
+    # ports the server opens besides --port, which must be free too
+    extra_ports: Callable[[int, Args], list[int]] = lambda port, args: []
+    health_path: str = "/health"
+    # where the server reports its effective config; the first that answers 200 wins
+    info_paths: tuple[str, ...] = ()
+    flush_path: str | None = None
+    default_startup_timeout_s: float = 600.0
+    # (failure class, regex on the log), most specific first; see failures.py
+    failure_patterns: tuple[tuple[str, str], ...] = ()
+    # failure class -> what the user should do
+    hints: dict[str, str] = field(default_factory=dict)
+    # (info key, value the row asked for) -> the value the engine reports instead, which is no difference
+    renames: dict[tuple[str, str], str] = field(default_factory=dict)
+    # flag name -> info key, where they differ beyond dashes and underscores
+    info_keys: dict[str, str] = field(default_factory=dict)

@@ -102,6 +102,36 @@ for row in json.load(sys.stdin):
 print(json.dumps(out))
 '''
 
+def _extra_ports(port: int, args: Args) -> list[int]:
+    # DP attention opens ZMQ TCP ports from --port + 233 upwards (ZMQ_TCP_PORT_DELTA, sglang #30833)
+    dp = _int_arg(args, "dp-size", "data-parallel-size", "dp")
+    return list(range(port + 233, port + 233 + max(8, 2 * dp)))
+
+
+# Log patterns, most specific first: an OOM inside a scheduler traceback is an OOM, not a generic crash.
+# Sources: reference/sglang.md sections 5 and 10.7.
+FAILURE_PATTERNS = (
+    ("bad_flag", r"unrecognized arguments|invalid choice|ambiguous option|error: argument --|the following arguments are required"),
+    ("port_in_use", r"Address already in use|is not available in \d+ seconds|Port is already in use"),
+    ("oom", r"CUDA out of memory|OutOfMemoryError|Not enough memory\. Please try to increase --mem-fraction-static"),
+    ("graph_capture", r"Capture cuda graph failed|Capture .*CUDA graph failed|Breakable CUDA graph failed|operation not permitted when stream is capturing"),
+    ("crash", r"Scheduler hit an exception|DataParallelController hit an exception|Received sigquit from a child process"
+              r"|Initialization failed\. warmup error|Child process unexpectedly failed|Traceback \(most recent call last\)"),
+)  # fmt: skip
+
+HINTS = {
+    "bad_flag": "this SGLang does not accept a flag of the row: fix the matrix (compare with `python -m sglang.launch_server --help`)",
+    "port_in_use": "another process holds the port or the DP-attention ports (port + 233 and up): stop it, or run fewer servers at once",
+    "oom": "lower --mem-fraction-static (e.g. 0.7) or --cuda-graph-max-bs, or add `server: {oom_retry_mem_fraction: [0.8, 0.7]}` to the matrix; "
+           "with DP attention, warm up at small concurrency first",
+    "graph_capture": "CUDA graph capture failed: try without torch compile, a smaller --cuda-graph-max-bs, or mark the combination as a known issue",
+    "crash": "a server process raised: the log tail below has the traceback",
+    "startup_timeout": "the server did not answer its health check in time: raise `server: {startup_timeout: S}` (DeepSeek can take 20-60 min cold)",
+    "died_during_workload": "the server exited while serving requests: see the log tail for the cause",
+    "config_drift": "the server silently changed a setting the row asked for: fix the row (e.g. --dp N with --enable-dp-attention) or the expectation",
+    "exited": "the server exited without a known error message: see the log tail",
+}  # fmt: skip
+
 SGLANG = EngineProfile(
     name="sglang",
     default_launch=_default_launch,
@@ -109,4 +139,15 @@ SGLANG = EngineProfile(
     gpus_needed=_gpus_needed,
     probe_python=_probe_python,
     probe_source=PROBE_SOURCE,
-)
+    extra_ports=_extra_ports,
+    health_path="/health",
+    info_paths=("/server_info", "/get_server_info"),  # /get_server_info before 0.4.6-ish, deprecated since
+    flush_path="/flush_cache",
+    default_startup_timeout_s=1800.0,
+    failure_patterns=FAILURE_PATTERNS,
+    hints=HINTS,
+    renames={("speculative_algorithm", "NEXTN"): "EAGLE"},  # SGLang rewrites NEXTN to EAGLE
+    info_keys={"tp": "tp_size", "tensor-parallel-size": "tp_size", "dp": "dp_size", "data-parallel-size": "dp_size",
+               "ep": "ep_size", "expert-parallel-size": "ep_size", "pp": "pp_size", "pipeline-parallel-size": "pp_size",
+               "speculative-draft-model": "speculative_draft_model_path", "model": "model_path"},
+)  # fmt: skip

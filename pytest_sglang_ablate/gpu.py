@@ -1,0 +1,46 @@
+"""Wait until the GPU driver has let go of a stopped server's memory (NVML's compute-process list).
+
+Killing a server only queues the driver-side teardown; the next launch can OOM until the pids leave NVML's
+list (sglang PR #39545). Without NVML (no GPU, or nvidia-ml-py not installed) there is nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def _nvml() -> Any | None:
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
+def holders(pids: set[int]) -> dict[int, int]:
+    """Which of `pids` hold GPU memory now: pid -> bytes (NVML's per-process used memory, 0 if unknown)."""
+    nvml = _nvml()
+    if nvml is None or not pids:
+        return {}
+    found: dict[int, int] = {}
+    for i in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(i)
+        for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid in pids:
+                found[proc.pid] = found.get(proc.pid, 0) + (proc.usedGpuMemory or 0)
+    return found
+
+
+def wait_released(pids: set[int], timeout_s: float) -> dict[int, int]:
+    """Poll until none of `pids` holds GPU memory; returns what is still held at the deadline (empty = released)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = holders(pids)
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.05)

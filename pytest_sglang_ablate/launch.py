@@ -1,0 +1,270 @@
+"""Start one row's server, wait until it is ready, check its config, and stop it leaving nothing behind.
+
+The server runs under `supervisor.py`, which kills the whole process tree if pytest dies in any way.
+No pytest here: the plugin's fixture is a thin wrapper around `start` and `Server.stop`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from . import effective, failures, gpu, ports
+from .args import merge
+from .engines import EngineProfile
+from .errors import ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
+from .matrix import ServerSettings
+from .rows import Row
+
+POLL_S = 0.05  # readiness is noticed within about this long of the server answering
+SUPERVISOR_START_S = 30.0
+
+
+@dataclass
+class StopReport:
+    seconds: float
+    pids: list[int]
+
+
+@dataclass
+class Server:
+    row: Row
+    profile: EngineProfile
+    settings: ServerSettings
+    host: str
+    port: int
+    argv: list[str]
+    log_path: Path
+    status_path: Path
+    process: subprocess.Popen[bytes]
+    started_s: float = 0.0  # launch to ready
+    info: dict[str, Any] = field(default_factory=dict)  # the server's own report of its effective config
+    unverified: list[str] = field(default_factory=list)  # flags the server's report does not mention
+    mem_fraction_static: float | None = None  # the OOM-retry value this server runs with, if any
+    stopped: StopReport | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def version(self) -> str | None:
+        v = self.info.get("version")
+        return str(v) if v is not None else None
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.status().get("returncode")
+
+    def ensure_alive(self, grace_s: float = 2.0) -> None:
+        """After a failed request: raise ServerDied (with the cause from the log) if the server has exited."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + grace_s
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if self.alive():
+            return
+        self.process.wait()
+        code = self.returncode()
+        cause, evidence = failures.classify(self.log_path, code, self.profile)
+        message = failures.describe(self.row.id, "died_during_workload",
+                                    f"the server died during a workload ({cause})", evidence, self.log_path, code, self.profile)  # fmt: skip
+        raise ServerDied(message, "died_during_workload")
+
+    def flush_cache(self) -> bool:
+        """Empty the server's prefix cache between measured levels, where the engine can."""
+        if self.profile.flush_path is None:
+            return False
+        try:
+            return requests.post(self.base_url + self.profile.flush_path, timeout=30).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> StopReport:
+        """SIGTERM the tree, wait the grace period, SIGKILL what is left; then check pids, port and GPU memory."""
+        if self.stopped is not None:
+            return self.stopped
+        start = time.monotonic()
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=self.settings.shutdown_grace_s + 15)
+        except subprocess.TimeoutExpired:  # the supervisor itself is stuck: do its job from here
+            self.process.kill()
+            self.process.wait()
+        recorded = {int(pid): created for pid, created in self.status().get("pids", {}).items()}
+        recorded.setdefault(self.status().get("server_pid", -1), 0.0)
+        _kill_all(recorded)
+        problems = []
+        alive = _wait_gone(recorded, timeout_s=10)
+        if alive:
+            problems.append(f"processes still alive: {sorted(alive)}")
+        if not ports.wait_free(self.host, self.port, timeout_s=10):
+            problems.append(f"port {self.port} is still in use")
+        held = gpu.wait_released(set(recorded), self.settings.gpu_release_timeout_s)
+        if held:
+            problems.append(f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
+                            + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items()))  # fmt: skip
+        self.stopped = StopReport(time.monotonic() - start, sorted(p for p in recorded if p > 0))
+        if problems:
+            raise TeardownError(f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}", "teardown")
+        return self.stopped
+
+
+def _same_process(pid: int, created: float) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(pid)
+        if created and abs(proc.create_time() - created) > 0.01:
+            return None  # the pid was reused by an unrelated process
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+    except psutil.Error:
+        return None
+
+
+def _kill_all(recorded: dict[int, float]) -> None:
+    for pid, created in recorded.items():
+        proc = _same_process(pid, created) if pid > 0 else None
+        if proc is not None:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+def _wait_gone(recorded: dict[int, float], timeout_s: float) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = {pid for pid, created in recorded.items() if pid > 0 and _same_process(pid, created)}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(POLL_S)
+
+
+def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    """argv with `flag value` set, replacing an earlier value."""
+    if flag in argv:
+        i = argv.index(flag)
+        return [*argv[: i + 1], value, *argv[i + 2 :]]
+    return [*argv, flag, value]
+
+
+def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path) -> Server:
+    """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
+
+    With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
+    """
+    __tracebackhide__ = True  # pytest shows the message (class, hint, log tail), not our frames
+    fractions: list[float | None] = [None, *settings.oom_retry_mem_fraction]
+    for attempt, fraction in enumerate(fractions):
+        try:
+            server = _start_once(row, profile, settings, log_dir, fraction, attempt)
+        except ServerLaunchError as e:
+            if e.failure_class != "oom" or attempt == len(fractions) - 1:
+                raise
+            continue
+        server.mem_fraction_static = fraction
+        return server
+    raise AssertionError("unreachable")
+
+
+def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, fraction: float | None,
+                attempt: int) -> Server:  # fmt: skip
+    __tracebackhide__ = True
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
+    log_path, status_path = log_dir / f"{name}.log", log_dir / f"{name}.status.json"
+    status_path.unlink(missing_ok=True)
+    argv, requested = list(row.argv), row.args
+    if fraction is not None:  # an OOM retry: the same row at a lower --mem-fraction-static
+        argv = with_flag(argv, "--mem-fraction-static", str(fraction))
+        requested = merge(row.args, (("mem-fraction-static", fraction),))
+    port = ports.choose(settings.host, lambda p: profile.extra_ports(p, requested))
+    full = [*argv, profile.host_flag, settings.host, profile.port_flag, str(port)]
+    env = {**os.environ, **dict(row.env)}
+    supervisor = [sys.executable, "-m", "pytest_sglang_ablate.supervisor", "--status", str(status_path),
+                  "--grace", str(settings.shutdown_grace_s), "--"]  # fmt: skip
+    began = time.monotonic()
+    with open(log_path, "wb") as log:
+        # own session: Ctrl-C in the terminal reaches pytest, which then stops the server in order.
+        # The supervisor's parent-death signal is tied to this (the main) thread.
+        process = subprocess.Popen([*supervisor, *full], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, start_new_session=True)  # fmt: skip
+    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process)
+    try:
+        _wait_ready(server, began)
+        server.started_s = time.monotonic() - began
+        _check_config(server, requested)
+    except BaseException:
+        try:
+            server.stop()
+        except TeardownError:
+            pass  # the launch error below says more; the leftover check already ran
+        raise
+    return server
+
+
+def _wait_ready(server: Server, began: float) -> None:
+    __tracebackhide__ = True
+    profile, settings = server.profile, server.settings
+    timeout = settings.startup_timeout_s or profile.default_startup_timeout_s
+    deadline = began + timeout
+    url = server.base_url + profile.health_path
+    session = requests.Session()
+    while True:
+        if not server.alive():
+            server.process.wait()
+            code = server.returncode()
+            cause, evidence = failures.classify(server.log_path, code, profile)
+            message = failures.describe(server.row.id, cause, "the server exited during startup", evidence,
+                                        server.log_path, code, profile)  # fmt: skip
+            raise ServerLaunchError(message, cause)
+        try:
+            if session.get(url, timeout=(0.5, 5)).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            message = failures.describe(server.row.id, "startup_timeout", f"no healthy answer from {url} within {timeout:.0f} s",
+                                        "", server.log_path, None, profile)  # fmt: skip
+            raise ServerStartTimeout(message, "startup_timeout")
+        time.sleep(POLL_S)
+
+
+def _check_config(server: Server, requested: Any) -> None:
+    """Read the server's own report of its config; a setting it silently changed fails the row."""
+    __tracebackhide__ = True
+    profile = server.profile
+    for path in profile.info_paths:
+        try:
+            response = requests.get(server.base_url + path, timeout=30)
+        except requests.RequestException:
+            continue
+        if response.status_code == 200:
+            server.info = response.json()
+            break
+    if not server.info:
+        return  # the engine has no such report (or it failed): recorded as unverified below
+    check = effective.compare(requested, server.info, profile)
+    server.unverified = check.unverified
+    if check.differences:
+        message = failures.describe(server.row.id, "config_drift", "the server runs a different config than the row asked for",
+                                    "; ".join(check.differences), server.log_path, None, profile)  # fmt: skip
+        raise ServerLaunchError(message, "config_drift")

@@ -1,0 +1,42 @@
+"""Choosing a free port (and the ports the engine opens above it) and waiting for it to be free again."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from typing import Callable, Iterable
+
+PORT_RANGE = (20000, 60000)
+
+
+def is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on the port now. Servers set SO_REUSEADDR (uvicorn does), so
+    connections left in TIME_WAIT by the previous server do not count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose(host: str, extra: Callable[[int], Iterable[int]], rng: random.Random | None = None) -> int:
+    """A random port that is free, with every port in `extra(port)` free too."""
+    rng = rng or random.Random()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        if is_free(host, port) and all(is_free(host, p) for p in extra(port)):
+            return port
+    raise OSError(f"no free port with room above it found on {host} in {PORT_RANGE}")
+
+
+def wait_free(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not is_free(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+

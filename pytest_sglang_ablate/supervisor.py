@@ -1,0 +1,155 @@
+"""A small parent process between pytest and the server, so that nothing the server starts outlives pytest.
+
+    python -m pytest_sglang_ablate.supervisor --status FILE --grace S -- <server argv>
+
+It makes itself the child subreaper (every orphan of the server tree is re-parented to it), starts the server
+in a session of its own, and stops the whole tree (SIGTERM to the server's process group, `grace` seconds,
+then SIGKILL to every descendant) when any of these happens: pytest asks (SIGTERM), pytest dies (the kernel's
+parent-death signal, even after SIGKILL), or the server exits on its own. Then it reaps every descendant and
+writes the outcome to FILE as JSON. Linux only; stdlib plus psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_CHILD_SUBREAPER = 36
+POLL_S = 0.02
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _die_with_parent() -> None:
+    """preexec for the server: if the supervisor itself is SIGKILLed, the server's main process goes too."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _write(path: Path, status: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(path)  # readers never see half a file
+
+
+class Supervisor:
+    def __init__(self, argv: list[str], status: Path, grace: float) -> None:
+        self.argv, self.status_path, self.grace = argv, status, grace
+        self.stop_reason: str | None = None
+        self.server_status: int | None = None  # the raw wait status of the server's main process
+        self.seen: dict[int, float] = {}  # every descendant pid seen -> its create time
+        self.parent = os.getppid()
+
+    def request_stop(self, signum: int, _frame: Any) -> None:
+        self.stop_reason = self.stop_reason or ("parent_died" if os.getppid() != self.parent else f"signal {signum}")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            kids = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+        for p in kids:
+            try:
+                self.seen.setdefault(p.pid, p.create_time())
+            except psutil.Error:
+                pass
+        return kids
+
+    def reap(self) -> None:
+        """Collect every exited child (orphans included); keep the server's own wait status."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.server_pid:
+                self.server_status = status
+
+    def run(self) -> int:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self.request_stop)
+        if os.getppid() != self.parent or self.parent == 1:
+            return 3  # pytest was gone before the death signal was armed
+        server = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
+        self.server_pid = server.pid
+        _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid()})
+        while self.stop_reason is None and self.server_status is None:
+            self.reap()
+            self.descendants()
+            if os.getppid() != self.parent:
+                self.stop_reason = "parent_died"
+            time.sleep(POLL_S)
+        if self.stop_reason is None:
+            self.stop_reason = "server_exited"
+        leftover = self.stop_tree()
+        code = self.server_status
+        returncode = None if code is None else (os.waitstatus_to_exitcode(code))
+        _write(self.status_path, {
+            "server_pid": self.server_pid, "supervisor_pid": os.getpid(), "returncode": returncode,
+            "stopped_by": self.stop_reason, "pids": {str(k): v for k, v in self.seen.items()}, "leftover": leftover,
+        })  # fmt: skip
+        return 0
+
+    def stop_tree(self) -> list[int]:
+        """SIGTERM the server's group, wait `grace`, SIGKILL every descendant; the pids still alive after."""
+        try:
+            os.killpg(self.server_pid, signal.SIGTERM)  # the server's own group, even if its leader is gone
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            self.reap()
+            if not self.descendants():
+                return []
+            time.sleep(POLL_S)
+        for p in self.descendants():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        try:
+            os.killpg(self.server_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.reap()
+            alive = self.descendants()
+            if not alive:
+                return []
+            time.sleep(POLL_S)
+        return [p.pid for p in alive]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_sglang_ablate.supervisor")
+    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("server", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    server = args.server[1:] if args.server[:1] == ["--"] else args.server
+    if not server:
+        parser.error("no server command after --")
+    return Supervisor(server, args.status, args.grace).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
