@@ -89,16 +89,18 @@ def server_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def start_children(n: int, stubborn: bool) -> None:
+    """Each child starts a grandchild, as SGLang's scheduler starts its own workers; like SGLang, the server
+    only goes on (towards ready) once they are all up."""
     ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if stubborn else ""
-    # each child starts a grandchild, as SGLang's scheduler starts its own workers
-    grandchild = f"import time; {ignore}time.sleep(3600)"
-    child = (f"import os, subprocess, sys, time; {ignore}"
-             f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
-             f"open(os.environ['STANDIN_PIDS'], 'a').write(f'{{g.pid}}\\n') if os.environ.get('STANDIN_PIDS') else None; "
-             f"time.sleep(3600)")  # fmt: skip
+    grandchild = f"{ignore}import sys, time; print('up', flush=True); time.sleep(3600)"
+    child = (f"{ignore}import os, subprocess, sys, time; "
+             f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE); g.stdout.readline(); "
+             f"print(g.pid, flush=True); time.sleep(3600)")  # fmt: skip
     for _ in range(n):
-        proc = subprocess.Popen([sys.executable, "-c", child])
+        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
         record_pid(proc.pid)
+        assert proc.stdout is not None
+        record_pid(int(proc.stdout.readline()))
 
 
 def die_like_a_scheduler() -> None:
