@@ -48,6 +48,7 @@ class Server:
     status_path: Path
     process: subprocess.Popen[bytes]
     started_s: float = 0.0  # launch to ready
+    ready_at: float = 0.0  # time.time() when the health check first answered
     info: dict[str, Any] = field(default_factory=dict)  # the server's own report of its effective config
     unverified: list[str] = field(default_factory=list)  # flags the server's report does not mention
     mem_fraction_static: float | None = None  # the OOM-retry value this server runs with, if any
@@ -238,6 +239,7 @@ def _wait_ready(server: Server, began: float) -> None:
             raise ServerLaunchError(message, cause)
         try:
             if session.get(url, timeout=(0.5, 5)).status_code == 200:
+                server.ready_at = time.time()
                 return
         except requests.RequestException:
             pass

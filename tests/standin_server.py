@@ -13,8 +13,8 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   exit_on_request     a request to /generate or /v1/* makes the main process exit(1), abandoning its children
   drift=KEY:VALUE     report KEY as VALUE in /server_info whatever the command line said
 
-STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets the
-time.time() of the first 200 from /health. SGLang's own silent changes are imitated: --enable-dp-attention with
+STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
+the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent changes are imitated: --enable-dp-attention with
 dp 1 is reported off, NEXTN is reported as EAGLE, speculative decoding caps max_running_requests at 48.
 """
 
@@ -127,9 +127,6 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path in ("/health", "/health_generate"):
             ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at
-            if ready and os.environ.get("STANDIN_READY") and not os.path.exists(os.environ["STANDIN_READY"]):
-                with open(os.environ["STANDIN_READY"], "w") as f:
-                    f.write(repr(time.time()))
             self.reply(200 if ready else 503, {} if ready else {"error": "starting"})
         elif self.path in ("/server_info", "/get_server_info"):
             self.reply(200, server_info(self.args))
@@ -169,6 +166,9 @@ def main() -> None:
     Handler.args = args
     Handler.ready_at = time.monotonic() + float(OPTIONS.get("slow_start") or 0)
     httpd = ThreadingHTTPServer((args.host, args.port), Handler)
+    if os.environ.get("STANDIN_READY"):
+        with open(os.environ["STANDIN_READY"], "w") as f:
+            f.write(repr(time.time() + Handler.ready_at - time.monotonic()))
     log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
     threading.Timer(float(OPTIONS.get("slow_start") or 0), log, ["The server is fired up and ready to roll!"]).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown).start()) if "stubborn" not in OPTIONS else None
