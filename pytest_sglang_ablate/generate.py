@@ -23,15 +23,19 @@ def _pairs(combo: Combo) -> Iterator[tuple[int, bool, int, bool]]:
 
 
 def pairwise(n: int, allowed: Allowed, seed: int = 0) -> list[Combo]:
-    """A small set of allowed combinations that covers every coverable pair of values of any two features.
+    """A small set of allowed combinations covering every coverable pair of values of any two features.
 
-    Greedy (AETG-style): each step takes the candidate that covers the most pairs not yet covered.
-    Candidates are every combination for small n, and a seeded random sample plus targeted rows otherwise.
+    `allowed` must be monotone, as known-issue rules are: switching a feature off never makes an allowed
+    combination disallowed. Then a pair is coverable exactly when the combination with only the pair's ON
+    values is allowed, so impossible pairs are dropped up front and coverage of the rest is guaranteed.
+    Greedy (AETG-style): each step takes the candidate covering the most pairs not yet covered; candidates are
+    every combination for small n, otherwise a seeded random sample plus one combination built around each
+    uncovered pair.
     """
     if n == 1:
         return product(1, allowed)
     rng = random.Random(seed)
-    uncovered = {(i, a, j, b) for i, j in itertools.combinations(range(n), 2) for a in (False, True) for b in (False, True)}
+    uncovered = {p for p in _all_pairs(n) if allowed(_minimal(n, p))}
     pool = product(n, allowed) if n <= EXHAUSTIVE_UP_TO else None
     chosen: list[Combo] = []
     while uncovered:
@@ -39,37 +43,35 @@ def pairwise(n: int, allowed: Allowed, seed: int = 0) -> list[Combo]:
             candidates = pool
         else:
             candidates = [c for c in (tuple(rng.random() < 0.5 for _ in range(n)) for _ in range(200)) if allowed(c)]
-            candidates += _targeted(n, uncovered, allowed, rng)
-        best = _best(candidates, uncovered)
-        if best is None and pool is None:
-            # the sample missed: try harder around each pair before calling the rest uncoverable
-            best = _best(_targeted(n, uncovered, allowed, rng, tries=100), uncovered)
-        if best is None:
-            break  # no allowed combination covers what is left
+            candidates += [_around(n, p, allowed, rng) for p in sorted(uncovered)]
+        scored = [(sum(p in uncovered for p in _pairs(c)), c) for c in candidates]
+        gain, best = max(scored, key=lambda s: s[0])
+        if gain == 0:
+            break  # only possible with a non-monotone `allowed`
         chosen.append(best)
         uncovered.difference_update(_pairs(best))
     return chosen
 
 
-def _best(candidates: list[Combo], uncovered: set[tuple[int, bool, int, bool]]) -> Combo | None:
-    """The candidate covering the most uncovered pairs; None when none covers any."""
-    scored = [(sum(p in uncovered for p in _pairs(c)), c) for c in candidates]
-    gain, best = max(scored, key=lambda s: s[0], default=(0, ()))
-    return best if gain > 0 else None
+def _all_pairs(n: int) -> set[tuple[int, bool, int, bool]]:
+    return {(i, a, j, b) for i, j in itertools.combinations(range(n), 2) for a in (False, True) for b in (False, True)}
 
 
-def _targeted(n: int, uncovered: set[tuple[int, bool, int, bool]], allowed: Allowed, rng: random.Random,
-              tries: int = 3) -> list[Combo]:  # fmt: skip
-    """Random combinations built around one uncovered pair each."""
-    out = []
-    for i, a, j, b in sorted(uncovered)[:50]:
-        for _ in range(tries):
-            combo = [rng.random() < 0.5 for _ in range(n)]
-            combo[i], combo[j] = a, b
-            if allowed(tuple(combo)):
-                out.append(tuple(combo))
-                break
-    return out
+def _minimal(n: int, pair: tuple[int, bool, int, bool]) -> Combo:
+    """The combination with only the pair's ON values on."""
+    i, a, j, b = pair
+    return tuple((k == i and a) or (k == j and b) for k in range(n))
+
+
+def _around(n: int, pair: tuple[int, bool, int, bool], allowed: Allowed, rng: random.Random) -> Combo:
+    """A random combination holding `pair`, or the minimal one (allowed by construction) if a few tries fail."""
+    i, a, j, b = pair
+    for _ in range(3):
+        combo = [rng.random() < 0.5 for _ in range(n)]
+        combo[i], combo[j] = a, b
+        if allowed(tuple(combo)):
+            return tuple(combo)
+    return _minimal(n, pair)
 
 
 def covered_pairs(rows: list[Combo]) -> set[tuple[int, bool, int, bool]]:

@@ -34,6 +34,18 @@ def workloads(cases: list[Case]) -> str:
     return "; ".join(f"{name} {','.join(levels)}".strip() for name, levels in parts.items())
 
 
+def engine_warnings(cases: list[Case], warnings: dict[str, list[str]]) -> list[str]:
+    """The engine parser's warnings (deprecations) for the rows of these cases, each once."""
+    rows = {c.row.id for c in cases}
+    return sorted({w for row_id, ws in warnings.items() if row_id in rows for w in ws})
+
+
+def summary(cases: list[Case]) -> str:
+    rows = len({c.row for c in cases})
+    xfail = sum(1 for c in cases if c.xfail)
+    return f"{rows} rows, {len(cases)} cases ({xfail} expected to fail); nothing launched"
+
+
 def render(engine: str, launch: tuple[str, ...], cases: list[Case], rejected: dict[str, str]) -> str:
     """One line per row of the selected cases, in run order; the launch prefix is shown once, above."""
     by_row: OrderedDict[Row, list[Case]] = OrderedDict()

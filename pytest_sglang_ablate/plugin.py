@@ -1,12 +1,13 @@
-"""The pytest side: options, collection of a matrix file, parametrization, markers, xfails, the plan.
+"""The pytest side: options, collection of a matrix file, parametrization, markers, xfails, the plan, the server
+fixture. This is the only module that speaks pytest; it adapts, the modules below compute.
 
-This is the only module that speaks pytest. Nothing is imported or computed unless --ablate-matrix is given,
-so projects that install the plugin but do not use it pay nothing.
+Nothing is imported or computed unless --ablate-matrix is given, so projects that install the plugin but do not
+use it pay nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -14,8 +15,8 @@ import pytest
 
 if TYPE_CHECKING:
     from .launch import Server
-    from .probe import ProbeResult
-    from .rows import Ablation, Case, Row
+    from .prepare import Prepared
+    from .rows import Case, Row
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,11 @@ class Settings:
 @dataclass
 class State:
     settings: Settings
-    ablation: Ablation
-    probe: ProbeResult
-    selected: list[Case]
+    prepared: Prepared
+    selected: list[Case] = field(default_factory=list)
 
 
 STATE = pytest.StashKey[State]()
-CASE_FUNCTIONS = {"test_single": "single", "test_batch": "batch"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,22 +79,14 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--ablate-plan needs a matrix: pass --ablate-matrix PATH")
         return
     from .errors import MatrixError
-    from .matrix import load_matrix
-    from .probe import probe
-    from .rows import expand
+    from .prepare import prepare
 
     try:
-        matrix = load_matrix(settings.matrix, settings.matrix_shown)
-        ablation = expand(matrix, settings.engine_version)
-        result = probe(ablation)
-        if settings.engine_version is None and result.version:
-            ablation = expand(matrix, result.version)  # known-issue rules depend on the version
-            settings = Settings(settings.matrix, settings.matrix_shown, settings.plan, result.version,
-                                f"installed for {result.python}")  # fmt: skip
+        prepared = prepare(settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source)
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[STATE] = State(settings, ablation, result, [])
-    for feature in matrix.features:
+    config.stash[STATE] = State(settings, prepared)
+    for feature in prepared.ablation.matrix.features:
         what = f": {feature.description}" if feature.description else ""
         config.addinivalue_line("markers", f"{feature.name}: ablation rows where feature {feature.name} is on{what}")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -107,15 +98,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE, None)
     if state is None:
         return []
-    a, s = state.ablation, state.settings
-    version = f"{a.matrix.engine} {s.engine_version} ({s.engine_version_source})" if s.engine_version else (
-        f"{a.matrix.engine} version unknown: version-ranged known issues are applied; pass --ablate-sglang-version")
-    return [f"ablate: {s.matrix_shown} ({a.matrix.name}): {len(a.rows)} rows, {len(a.cases)} cases; {version}",
-            f"ablate: {state.probe.note}"]  # fmt: skip
+    p, s = state.prepared, state.settings
+    engine = p.ablation.matrix.engine
+    version = f"{engine} {p.version} ({p.version_source})" if p.version else (
+        f"{engine} version unknown: version-ranged known issues are applied; pass --ablate-sglang-version")
+    return [f"ablate: {s.matrix_shown} ({p.ablation.matrix.name}): {len(p.ablation.rows)} rows, {len(p.ablation.cases)} cases; {version}",
+            f"ablate: {p.probe.note}"]  # fmt: skip
 
 
 class MatrixFile(pytest.Module):
-    """The matrix YAML file, collected as the module of the plugin's built-in workload tests."""
+    """The matrix YAML file, collected as the module of the plugin's built-in workload tests (cases.py).
+
+    `_getobj` is pytest's (private) hook for a module's object; pytest 9 is pinned in pyproject.toml."""
 
     def _getobj(self) -> Any:
         from . import cases
@@ -124,8 +118,8 @@ class MatrixFile(pytest.Module):
 
     def istestfunction(self, obj: object, name: str) -> bool:
         # a workload kind with no cases in this matrix has no test function (not an empty parametrization)
-        kinds = {c.workload.kind for c in self.config.stash[STATE].ablation.cases}
-        return CASE_FUNCTIONS.get(name) in kinds
+        kinds = {c.workload.kind for c in self.config.stash[STATE].prepared.ablation.cases}
+        return getattr(obj, "workload_kind", None) in kinds
 
     def istestclass(self, obj: object, name: str) -> bool:
         return False
@@ -133,19 +127,16 @@ class MatrixFile(pytest.Module):
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     state = parent.config.stash.get(STATE, None)
-    if state is not None and state.settings.matrix is not None and file_path == state.settings.matrix.resolve():
+    if state is not None and state.settings.matrix is not None and file_path.resolve() == state.settings.matrix.resolve():
         return MatrixFile.from_parent(parent, path=file_path)
     return None
 
 
-def _marks(row: Row, xfail: str | None, launch_only: bool) -> list[pytest.MarkDecorator]:
-    from .errors import ServerError, ServerLaunchError
-
+def _marks(row: Row, xfail: str | None, expected: tuple[type[BaseException], ...]) -> list[pytest.MarkDecorator]:
     marks = [getattr(pytest.mark, f) for f in row.features]
     if xfail:
-        # a known issue expects the server to fail; a wrong answer or assertion still fails the case
-        raises = ServerLaunchError if launch_only else ServerError
-        marks.append(pytest.mark.xfail(reason=xfail, raises=raises, strict=True))
+        # a known issue expects the server to fail; a wrong answer or an assertion still fails the case
+        marks.append(pytest.mark.xfail(reason=xfail, raises=expected, strict=True))
     return marks
 
 
@@ -153,28 +144,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash.get(STATE, None)
     if state is None or "sglang_server" not in metafunc.fixturenames:
         return
-    ablation = state.ablation
-    kind = CASE_FUNCTIONS.get(metafunc.function.__name__) if "ablate_case" in metafunc.fixturenames else None
-    if kind is not None:
+    from .errors import ServerLaunchError
+
+    ablation = state.prepared.ablation
+    kind = getattr(metafunc.function, "workload_kind", None)
+    if kind is not None and isinstance(metafunc.definition.parent, MatrixFile):
         params = [
-            pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.xfail_launch_only))
+            pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.expected_errors))
             for c in ablation.cases if c.workload.kind == kind
         ]  # fmt: skip
         metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
     else:
         # a user's own test that uses the server: once per row, with the whole-row known issues
-        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), True)) for r in ablation.rows]
+        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), (ServerLaunchError,))) for r in ablation.rows]
         metafunc.parametrize("sglang_server", params, indirect=True, scope="session")
 
 
-def _row_of(item: pytest.Item) -> Row | None:
+def _param(item: pytest.Item, name: str) -> Any:
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("sglang_server") if callspec is not None else None
+    return callspec.params.get(name) if callspec is not None else None
 
 
-def _case_of(item: pytest.Item) -> Case | None:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get("ablate_case") if callspec is not None else None
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    row = _param(item, "sglang_server")
+    if row is not None and item.config.stash.get(STATE, None) is not None:
+        # `-k 'not [row id]'` deselects exactly one row, where a plain id would also match longer ids
+        item.extra_keyword_matches.add(f"[{row.id}]")
 
 
 @pytest.hookimpl(trylast=True)
@@ -183,28 +179,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    rank = {c: i for i, c in enumerate(state.ablation.cases)}
-    order = {row: i for i, row in enumerate(state.ablation.rows)}
+    from .probe import rejection
+
+    ablation, probe = state.prepared.ablation, state.prepared.probe
+    rank = {c: i for i, c in enumerate(ablation.cases)}
+    order = {row: i for i, row in enumerate(ablation.rows)}
 
     def run_order(item: pytest.Item) -> tuple[int, int]:
         # one row after the other; inside a row, the matrix's cases in file order, then users' own tests
-        row, case = _row_of(item), _case_of(item)
-        return (order.get(row, -1) if row else -1, rank[case] if case else len(rank))
+        row, case = _param(item, "sglang_server"), _param(item, "ablate_case")
+        return (order.get(row, -1), rank.get(case, len(rank)))
 
     items.sort(key=run_order)
-    state.selected = [c for c in map(_case_of, items) if c is not None]
-    rejected = state.probe.rejected
-    bad_rows = {r for r in (_row_of(it) for it in items) if r is not None and r.id in rejected}
-    if not bad_rows:
-        return
-    matrix = state.ablation.matrix
+    state.selected = [c for c in (_param(it, "ablate_case") for it in items) if c is not None]
+    bad_rows = {r for r in (_param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
     for row in sorted(bad_rows, key=order.__getitem__):
-        message = (f"{matrix.engine} {state.probe.version} rejects the flags of row '{row.id}' in {matrix.file}: "
-                   f"{rejected[row.id]}\nserver command: {' '.join(row.argv)}\n"
-                   f"Fix the flag in the matrix, or deselect the row (-k 'not {row.id}').")  # fmt: skip
-        report = pytest.CollectReport(f"{matrix.file}::{row.id}", "failed", message, [])
-        config.hook.pytest_collectreport(report=report)
-    items[:] = [it for it in items if _row_of(it) not in bad_rows]
+        message = rejection(ablation.matrix.engine, probe, row, ablation.matrix.file)
+        config.hook.pytest_collectreport(report=pytest.CollectReport(f"{ablation.matrix.file}::{row.id}", "failed", message, []))
+    items[:] = [it for it in items if _param(it, "sglang_server") not in bad_rows]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -219,20 +211,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(STATE, None)
     if state is None or not state.settings.plan:
         return
-    from .plan import render
+    from . import plan
 
-    terminalreporter.section(f"ablation plan: {state.ablation.matrix.name}")
+    p = state.prepared
+    terminalreporter.section(f"ablation plan: {p.ablation.matrix.name}")
     if not state.selected:
         terminalreporter.line("no cases selected")
         return
-    terminalreporter.line(render(state.ablation.matrix.engine, state.ablation.matrix.launch, state.selected, state.probe.rejected))
-    shown_rows = {c.row.id for c in state.selected}
-    notes = sorted({w for rid, ws in state.probe.warnings.items() if rid in shown_rows for w in ws})
-    for note in notes:
-        terminalreporter.line(f"{state.ablation.matrix.engine} {state.probe.version} warns: {note}")
-    rows = len({c.row for c in state.selected})
-    xfail = sum(1 for c in state.selected if c.xfail)
-    terminalreporter.line(f"{rows} rows, {len(state.selected)} cases ({xfail} expected to fail); nothing launched")
+    terminalreporter.line(plan.render(p.ablation.matrix.engine, p.ablation.matrix.launch, state.selected, p.probe.rejected))
+    for warning in plan.engine_warnings(state.selected, p.probe.warnings):
+        terminalreporter.line(f"{p.ablation.matrix.engine} {p.probe.version} warns: {warning}")
+    terminalreporter.line(plan.summary(state.selected))
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +235,7 @@ def sglang_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     from . import engines
     from .launch import start
 
-    matrix = state.ablation.matrix
+    matrix = state.prepared.ablation.matrix
     log_dir = tmp_path_factory.getbasetemp() / "ablate-servers"
     server = start(request.param, engines.get(matrix.engine), matrix.server, log_dir)
     yield server

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from . import engines
-from .rows import Ablation
+from .rows import Ablation, Row
 
 PROBE_TIMEOUT_S = 120  # importing SGLang's server_args takes 2-4 s on a 2-core machine
 
@@ -20,24 +20,32 @@ class ProbeResult:
     note: str
     rejected: dict[str, str] = field(default_factory=dict)  # row id -> the parser's message
     warnings: dict[str, list[str]] = field(default_factory=dict)  # row id -> what the parser warned (deprecations)
+    checked: frozenset[str] = frozenset()  # the row ids the parser saw
 
 
-def probe(ablation: Ablation) -> ProbeResult:
-    """One subprocess for all rows; never raises: a probe that cannot run says so in `note`."""
+def rejection(engine: str, result: ProbeResult, row: Row, file: str) -> str:
+    """What a user reads when the engine's parser rejects a row's flags."""
+    return (f"{engine} {result.version} rejects the flags of row '{row.id}' in {file}: {result.rejected[row.id]}\n"
+            f"server command: {' '.join(row.argv)}\n"
+            f"Fix the flag in the matrix, or deselect the row (-k 'not [{row.id}]').")  # fmt: skip
+
+
+def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
+    """One subprocess for all rows (or the ids in `only`); never raises: a probe that cannot run says so in `note`."""
     matrix = ablation.matrix
     profile = engines.get(matrix.engine)
     python = profile.probe_python(list(matrix.launch))
     if python is None:
         return ProbeResult(None, None, False, f"launch is not `<python> -m ...` for {matrix.engine}, so the flags were not validated")
     prefix = len(matrix.launch)
-    rows = [{"id": r.id, "argv": list(r.argv[prefix:])} for r in ablation.rows]
+    rows = [{"id": r.id, "argv": list(r.argv[prefix:])} for r in ablation.rows if only is None or r.id in only]
     try:
         done = subprocess.run(
             [python, "-c", profile.probe_source],
             input=json.dumps(rows), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
         )  # fmt: skip
-    except FileNotFoundError:
-        return ProbeResult(python, None, False, f"{python} not found, so the flags were not validated")
+    except OSError as e:
+        return ProbeResult(python, None, False, f"cannot run {python} ({e.strerror or e}), so the flags were not validated")
     except subprocess.TimeoutExpired:
         return ProbeResult(python, None, False, f"{python} took over {PROBE_TIMEOUT_S} s to load {matrix.engine}; flags not validated")
     try:
@@ -50,4 +58,5 @@ def probe(ablation: Ablation) -> ProbeResult:
         return ProbeResult(python, version, False, f"{out.get('error')}: flags not validated (python: {python})")
     rejected = {k: v for k, v in out.get("results", {}).items() if v}
     warnings = {k: list(v) for k, v in out.get("warnings", {}).items() if v}
-    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings)
+    checked = frozenset(str(r["id"]) for r in rows)
+    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings, checked)

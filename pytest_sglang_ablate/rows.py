@@ -8,7 +8,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import engines, generate
 from .args import Args, merge, to_argv
-from .errors import MatrixError
+from .errors import MatrixError, ServerDied, ServerError, ServerLaunchError
 from .matrix import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
 
 BASELINE_ID = "baseline"  # the id of a row with every feature off
@@ -42,6 +42,12 @@ class Case:
     def id(self) -> str:
         level = f"-c{self.level.concurrency}" if self.level else ""
         return f"{self.row.id}-{self.workload.name}{level}"
+
+    @property
+    def expected_errors(self) -> tuple[type[ServerError], ...]:
+        """What counts as the known failure: a failed launch, or for rules limited to some workloads or levels
+        (an OOM at high concurrency), also the server dying mid-workload. Never a timeout or a wrong answer."""
+        return (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,25 @@ def test_pairwise_with_a_forbidden_pair_covers_everything_else_and_never_emits_i
 
 def test_pairwise_is_deterministic() -> None:
     assert pairwise(14, lambda c: True) == pairwise(14, lambda c: True)
+
+
+@pytest.mark.parametrize("n", [12, 16])
+def test_pairwise_covers_every_coverable_pair_when_many_are_impossible(n: int) -> None:
+    # the first five features are each forbidden alone (a rule per feature): every pair with one of them ON is impossible
+    def allowed(c: tuple[bool, ...]) -> bool:
+        return not any(c[:5])
+
+    rows = pairwise(n, allowed)
+    coverable = {p for p in all_pairs(n) if not ((p[0] < 5 and p[1]) or (p[2] < 5 and p[3]))}
+    assert all(allowed(r) for r in rows)
+    assert covered_pairs(rows) == coverable
+
+
+def test_pairwise_gives_the_same_rows_whatever_the_hash_seed() -> None:
+    import subprocess
+    import sys
+
+    code = "from pytest_sglang_ablate.generate import pairwise; print(pairwise(14, lambda c: not (c[0] and c[3])))"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": seed},
+                           check=True).stdout for seed in ("1", "2")}  # fmt: skip
+    assert len(outs) == 1

@@ -1,0 +1,38 @@
+"""Everything decided before collection: the matrix, its rows for the engine version, and the flag check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .matrix import load_matrix
+from .probe import ProbeResult, probe
+from .rows import Ablation, expand
+
+
+@dataclass(frozen=True)
+class Prepared:
+    ablation: Ablation
+    probe: ProbeResult
+    version: str | None
+    version_source: str  # "--ablate-sglang-version", "installed for /venv/bin/python", or "" when unknown
+
+
+def prepare(path: Path, shown: str, version: str | None, version_source: str) -> Prepared:
+    """Load, expand, and check every row's flags with the engine's parser; raises MatrixError on bad input.
+
+    Without a given version, the installed one (found by the same probe) decides which known issues apply,
+    which can change the rows (`exclude_known_issues`): rows the first probe did not see are probed too.
+    """
+    matrix = load_matrix(path, shown)
+    ablation = expand(matrix, version)
+    result = probe(ablation)
+    if version is None and result.version:
+        version, version_source = result.version, f"installed for {result.python}"
+        ablation = expand(matrix, version)
+        unseen = {r.id for r in ablation.rows} - result.checked
+        if result.validated and unseen:
+            more = probe(ablation, only=unseen)
+            result = replace(result, rejected={**result.rejected, **more.rejected},
+                             warnings={**result.warnings, **more.warnings}, checked=result.checked | more.checked)  # fmt: skip
+    return Prepared(ablation, result, version, version_source)
