@@ -17,7 +17,7 @@ from .errors import MatrixError
 from .yamlsource import LineDict, LineList, line_of, load
 
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-ROW_ID = re.compile(r"[A-Za-z0-9_.+=-]+\Z")
+ROW_ID = re.compile(r"[A-Za-z0-9_.+-]+\Z")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FLAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
 # names pytest gives its own markers: a feature may not shadow them
@@ -133,6 +133,7 @@ class _Reader:
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.aliases: dict[str, str] = {}  # the engine's flag aliases, once the engine is known
 
     def fail(self, container: Any, key: Any, path: str, message: str) -> MatrixError:
         return MatrixError(self.file, line_of(container, key) if container is not None else None, path, message)
@@ -189,8 +190,9 @@ class _Reader:
             if not isinstance(flag, str) or not FLAG_NAME.match(normalize_key(flag)):
                 raise self.fail(raw, flag, p, "expected a flag name such as tp-size")
             name = normalize_key(flag)
+            name = self.aliases.get(name, name)
             if name in out:
-                raise self.fail(raw, flag, p, f"the flag '--{name}' is given twice")
+                raise self.fail(raw, flag, p, f"the flag '--{name}' is given twice (under two of its names)")
             out[name] = self.arg_value(v, raw, flag, p)
         return tuple(out.items())
 
@@ -287,6 +289,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
     if engine not in engines.PROFILES:
         raise r.fail(top, "engine", "engine", f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; expected one of: {', '.join(engines.PROFILES)}")
     profile = engines.get(engine)
+    r.aliases = profile.aliases
     if "launch" in top:
         launch_raw = top["launch"]
         if isinstance(launch_raw, str):
@@ -367,7 +370,7 @@ def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:
                 description = r.string(value, body, key, f"{p}.description")
             else:
                 raise r.fail(body, key, f"{p}.{key}", "unknown key; expected on, off or description")
-        if on is None and off is None:
+        if not on and not off:
             raise r.fail(raw, fname, p, "expected `on:` and/or `off:` server args (a feature that changes no flag measures nothing)")
         out.append(Feature(fname, on or (), off or (), description))
     return tuple(out)
@@ -455,7 +458,8 @@ def _row_workloads(r: _Reader, top: LineDict, value: Any, container: Any, key: A
         over = r.mapping(override, value, wname, p)
         if "kind" in over and over["kind"] != base.get("kind"):
             raise r.fail(over, "kind", f"{p}.kind", f"a row cannot change a workload's kind (it is {base.get('kind')})")
-        merged = LineDict({**base, **over})
+        # a row's `key: null` sets that key back to its default (no warmup, no expected answer, ...)
+        merged = LineDict({k: v for k, v in {**base, **over}.items() if v is not None})
         merged.line = over.line
         merged.key_lines = {**{k: base.key_lines[k] for k in base}, **over.key_lines}
         out.append(_workload(r, wname, merged, p))
@@ -494,7 +498,7 @@ def _rows(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Wo
             if row_id is not None:
                 row_id = r.string(row_id, body, "id", f"{p}.id", allow_number=True)
                 if not ROW_ID.match(row_id):
-                    raise r.fail(body, "id", f"{p}.id", "expected letters, digits and _ . + = - only (ids go into test names)")
+                    raise r.fail(body, "id", f"{p}.id", "expected letters, digits and _ . + - only (ids go into test names and -k expressions)")
             row = RowSpec(frozenset(feats), id=row_id, where=p, line=line_of(raw, i),
                           **_row_body(r, top, body, p, names, workloads))  # fmt: skip
         else:
@@ -533,6 +537,8 @@ def _generators(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tu
 
 def _version_range(r: _Reader, value: Any, container: Any, key: Any, path: str) -> SpecifierSet:
     text = r.string(value, container, key, path, allow_number=True).strip()
+    if not text:
+        raise r.fail(container, key, path, "expected a version range such as \"<0.4.4\", got an empty string")
     if text[0].isdigit():
         text = "==" + text  # a bare version means exactly that version
     try:
@@ -559,6 +565,8 @@ def _known_issues(r: _Reader, top: LineDict, names: tuple[str, ...], engine: str
         if body.get("workloads") is not None:
             known_wl = tuple(w.name for w in workloads)
             wl = frozenset(r.feature_list(body["workloads"], body, "workloads", f"{p}.workloads", known_wl, "workload"))
+            if not wl:
+                raise r.fail(body, "workloads", f"{p}.workloads", "expected at least one workload (leave the key out for every workload)")
         mc = body.get("min_concurrency")
         out.append(KnownIssue(
             when=frozenset(when),

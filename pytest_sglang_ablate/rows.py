@@ -122,8 +122,11 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
     profile = engines.get(matrix.engine)
     issues = tuple(i for i in matrix.known_issues if rule_applies(i, engine_version))
     specs = list(matrix.rows)
-    written = {s.features for s in specs}
-    specs += [s for s in _generated_specs(matrix, issues) if s.features not in written]
+    taken = {s.features for s in specs}
+    for spec in _generated_specs(matrix, issues):  # hand-written rows first, then the first generator wins
+        if spec.features not in taken:
+            taken.add(spec.features)
+            specs.append(spec)
 
     rows: list[Row] = []
     cases: list[Case] = []

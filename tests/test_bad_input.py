@@ -209,3 +209,24 @@ def test_broken_matrix_is_ignored_without_ablate_matrix(pytester: pytest.Pyteste
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert not [line for line in result.errlines if line.startswith("ERROR: ")]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "mistake", "where", "expected"),
+    [
+        ('sglang: "<0.4.4"', 'sglang: " "', 'sglang: " "', "known_issues[0].sglang: ", "got an empty string"),
+        ("args: {tp-size: 1}", "args: {[tp-size]: 1}", "args: {[tp-size]", "", "a key must be a name"),
+        ('reason: "spec decoding breaks"', 'reason: "x", workloads: []', "workloads: []", "known_issues[0].workloads: ",
+         "expected at least one workload"),
+        ("nextn: {on: {speculative-algorithm: NEXTN}}", "nextn: {on: }", "nextn: {on: }", "features.nextn: ",
+         "a feature that changes no flag"),
+        ("args: {tp-size: 1}", "args: {tp-size: 1, tp: 2}", "args: {tp-size: 1, tp: 2}", "args.tp: ", "given twice"),
+        ("  - [cuda_graph]\n", "  - {features: [cuda_graph], id: tp=2}\n", "  - {features", "rows[0].id: ",
+         "letters, digits and _ . + - only"),
+    ],
+    ids=["empty-version-range", "list-as-key", "empty-rule-workloads", "feature-on-null", "flag-alias-twice", "id-with-equals"],
+)  # fmt: skip
+def test_more_bad_input_is_one_clear_line(pytester: pytest.Pytester, old: str, new: str, mistake: str, where: str,
+                                          expected: str) -> None:  # fmt: skip
+    text = edit(old, new)
+    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, mistake)}: {where}", expected)

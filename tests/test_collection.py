@@ -51,10 +51,28 @@ def test_matrix_alone_runs_exactly_the_ablation_not_the_projects_own_tests(proje
     ]
 
 
-def test_k_selects_exactly_the_rows_with_the_feature_on(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "nextn")
-    ids = collected(result)
-    assert len(ids) == 4 and all("nextn" in i for i in ids)
+def test_k_selects_exactly_the_rows_with_the_feature_on_by_marker_not_only_by_id(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=TINY.replace("id: nextn-only", "id: spec-only"))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "nextn")
+    assert collected(result) == [
+        "tiny.yaml::test_single[cuda_graph+radix_cache+nextn-single]",
+        "tiny.yaml::test_batch[cuda_graph+radix_cache+nextn-batch-c2]",
+        "tiny.yaml::test_batch[cuda_graph+radix_cache+nextn-batch-c4]",
+        "tiny.yaml::test_single[spec-only-single]",  # selected by its nextn marker: the id does not say nextn
+    ]
+
+
+def test_bracketed_row_id_selects_or_deselects_exactly_one_row(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "not [cuda_graph+radix_cache]")
+    assert collected(result) == [
+        "tiny.yaml::test_single[cuda_graph+radix_cache+nextn-single]",
+        "tiny.yaml::test_batch[cuda_graph+radix_cache+nextn-batch-c2]",
+        "tiny.yaml::test_batch[cuda_graph+radix_cache+nextn-batch-c4]",
+        "tiny.yaml::test_single[nextn-only-single]",
+    ]
+
+
+def test_a_plain_k_still_works_on_ids(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "batch and not nextn")
     assert collected(result) == ["tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c2]", "tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c4]"]
 

@@ -54,10 +54,21 @@ def test_plan_shows_gpus_from_tp_dp_and_nodes() -> None:
     assert gpus((("tp-size", 2), ("dp-size", 4))) == "8"
 
 
-def test_r1_plan_runs_from_the_repository_and_counts_the_seed_rows(pytester: pytest.Pytester) -> None:
+def test_r1_plan_counts_the_seed_rows_and_their_expected_failures(pytester: pytest.Pytester) -> None:
     (pytester.path / "r1.yaml").write_text((REPO / "matrix" / "r1.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    result = pytester.runpytest_subprocess("--ablate-matrix", "r1.yaml", "--ablate-plan")
+    result = pytester.runpytest_subprocess("--ablate-matrix", "r1.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3.post2")
     result.stdout.fnmatch_lines(["17 rows, 38 cases (9 expected to fail); nothing launched"])
+
+
+def test_from_the_repository_root_the_matrix_runs_alone_not_the_plugins_own_tests() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pytest", "--ablate-matrix", "matrix/r1.yaml", "--collect-only", "-q",
+                           "--ablate-sglang-version", "0.4.3.post2", "-p", "no:cacheprovider"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert len(ids) == 38 and all(i.startswith("matrix/r1.yaml::test_") for i in ids), done.stdout[-2000:]
 
 
 def _seed(name: str) -> list[dict[str, str]]:

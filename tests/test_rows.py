@@ -111,3 +111,22 @@ def test_pairwise_generator_rows_cover_all_pairs_of_the_chosen_features(tmp_path
     names = ["cuda_graph", "radix_cache", "nextn"]
     seen = {(a, a in r.features, b, b in r.features) for r in rows for a in names for b in names if a < b}
     assert len(seen) == 3 * 4 and len(rows) < 8
+
+
+def test_engine_aliases_of_a_flag_merge_into_one(tmp_path: Path) -> None:
+    text = TINY.replace("args: {mem-fraction-static: 0.7}", "args: {tp: 8}")
+    argv = expand(load_matrix(write(tmp_path / "m.yaml", text)), None).rows[2].argv
+    assert argv.count("--tp-size") == 1 and argv[argv.index("--tp-size") + 1] == "8" and "--tp" not in argv
+
+
+def test_a_row_two_generators_make_is_kept_once(tmp_path: Path) -> None:
+    text = TINY.replace("rows:\n", "generate: [{mode: product, features: [cuda_graph]}, {mode: product, features: [radix_cache]}]\nrows:\n")
+    ids = [r.id for r in expand(load_matrix(write(tmp_path / "m.yaml", text)), None).rows]
+    assert ids == ["cuda_graph+radix_cache", "cuda_graph+radix_cache+nextn", "nextn-only", "baseline", "cuda_graph", "radix_cache"]
+
+
+def test_null_in_a_row_override_sets_the_key_back_to_its_default(tmp_path: Path) -> None:
+    text = TINY.replace('single: {kind: single, prompt: "hi", expect: "x"}', 'single: {kind: single, prompt: "hi", expect: "x", max_tokens: 9}')
+    text = text.replace("workloads: [single]}", "workloads: {single: {expect: null, max_tokens: null}}}")
+    (single,) = expand(load_matrix(write(tmp_path / "m.yaml", text)), None).rows[2].workloads
+    assert single.kind == "single" and single.expect is None and single.max_tokens == 2048

@@ -37,5 +37,7 @@ class EngineProfile:
     hints: dict[str, str] = field(default_factory=dict)
     # (info key, value the row asked for) -> the value the engine reports instead, which is no difference
     renames: dict[tuple[str, str], str] = field(default_factory=dict)
-    # flag name -> info key, where they differ beyond dashes and underscores
+    # another name of a flag -> its canonical name (`tp` -> `tp-size`): a matrix may use either, rows merge them
+    aliases: dict[str, str] = field(default_factory=dict)
+    # canonical flag -> key in the server's config report, where it is not the flag with underscores
     info_keys: dict[str, str] = field(default_factory=dict)

@@ -24,9 +24,9 @@ def _int_arg(args: Args, *names: str, default: int = 1) -> int:
 
 
 def _gpus_needed(args: Args) -> str:
-    tp = _int_arg(args, "tp-size", "tensor-parallel-size", "tp")
-    pp = _int_arg(args, "pp-size", "pipeline-parallel-size", "pp")
-    dp = _int_arg(args, "dp-size", "data-parallel-size", "dp")
+    tp = _int_arg(args, "tp-size")  # aliases are merged into these names when the matrix is read
+    pp = _int_arg(args, "pp-size")
+    dp = _int_arg(args, "dp-size")
     nnodes = _int_arg(args, "nnodes")
     # DP attention splits the TP group into dp parts; plain --dp runs dp replicas of tp GPUs each
     dp_attention = bool(lookup(args, "enable-dp-attention"))
@@ -104,7 +104,7 @@ print(json.dumps(out))
 
 def _extra_ports(port: int, args: Args) -> list[int]:
     # DP attention opens ZMQ TCP ports from --port + 233 upwards (ZMQ_TCP_PORT_DELTA, sglang #30833)
-    dp = _int_arg(args, "dp-size", "data-parallel-size", "dp")
+    dp = _int_arg(args, "dp-size")
     return list(range(port + 233, port + 233 + max(8, 2 * dp)))
 
 
@@ -147,7 +147,8 @@ SGLANG = EngineProfile(
     failure_patterns=FAILURE_PATTERNS,
     hints=HINTS,
     renames={("speculative_algorithm", "NEXTN"): "EAGLE"},  # SGLang rewrites NEXTN to EAGLE
-    info_keys={"tp": "tp_size", "tensor-parallel-size": "tp_size", "dp": "dp_size", "data-parallel-size": "dp_size",
-               "ep": "ep_size", "expert-parallel-size": "ep_size", "pp": "pp_size", "pipeline-parallel-size": "pp_size",
-               "speculative-draft-model": "speculative_draft_model_path", "model": "model_path"},
+    # argparse aliases in SGLang's server_args (`--tp` works by prefix abbreviation there)
+    aliases={"tp": "tp-size", "tensor-parallel-size": "tp-size", "dp": "dp-size", "data-parallel-size": "dp-size",
+             "ep": "ep-size", "expert-parallel-size": "ep-size", "pp": "pp-size", "pipeline-parallel-size": "pp-size",
+             "speculative-draft-model": "speculative-draft-model-path", "model": "model-path"},
 )  # fmt: skip
