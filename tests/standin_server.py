@@ -12,6 +12,7 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   crash_on_request    a request to /generate or /v1/* kills the whole server tree, as a scheduler crash does
   exit_on_request     a request to /generate or /v1/* makes the main process exit(1), abandoning its children
   drift=KEY:VALUE     report KEY as VALUE in /server_info whatever the command line said
+  gpu=GIB             (GPU machines only) the server and each child hold GIB of GPU memory through torch
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent changes are imitated: --enable-dp-attention with
@@ -92,6 +93,7 @@ def start_children(n: int, stubborn: bool) -> None:
     """Each child starts a grandchild, as SGLang's scheduler starts its own workers; like SGLang, the server
     only goes on (towards ready) once they are all up."""
     ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if stubborn else ""
+    ignore += hold_gpu_code()
     grandchild = f"{ignore}import sys, time; print('up', flush=True); time.sleep(3600)"
     child = (f"{ignore}import os, subprocess, sys, time; "
              f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE); g.stdout.readline(); "
@@ -101,6 +103,13 @@ def start_children(n: int, stubborn: bool) -> None:
         record_pid(proc.pid)
         assert proc.stdout is not None
         record_pid(int(proc.stdout.readline()))
+
+
+def hold_gpu_code() -> str:
+    if "gpu" not in OPTIONS:
+        return ""
+    size = int(float(OPTIONS["gpu"]) * 2**30)
+    return f"import torch; _held = torch.empty({size}, dtype=torch.uint8, device='cuda'); torch.cuda.synchronize(); "
 
 
 def die_like_a_scheduler() -> None:
@@ -151,6 +160,8 @@ def main() -> None:
     args = parse(sys.argv[1:])
     record_pid(os.getpid())
     log(f"server_args={vars(args)}")
+    if "gpu" in OPTIONS:
+        exec(hold_gpu_code(), globals())
     if "children" in OPTIONS:
         start_children(int(OPTIONS["children"]), "stubborn" in OPTIONS)
     if "stubborn" in OPTIONS:
