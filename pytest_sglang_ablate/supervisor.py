@@ -91,9 +91,14 @@ class Supervisor:
         server = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
         self.server_pid = server.pid
         _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid()})
+        known = 0
         while self.stop_reason is None and self.server_status is None:
             self.reap()
             self.descendants()
+            if len(self.seen) != known:  # keep the pid list current: pytest reads it for NVML and as a fallback
+                known = len(self.seen)
+                _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid(),
+                                          "pids": {str(k): v for k, v in self.seen.items()}})  # fmt: skip
             if os.getppid() != self.parent:
                 self.stop_reason = "parent_died"
             time.sleep(POLL_S)
