@@ -55,11 +55,18 @@ def pids_in(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def gone(pids: list[int], timeout_s: float = 20.0) -> list[int]:
     """Poll until every pid has exited (zombies count as exited); the ones still alive at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in pids if running(p)]
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
