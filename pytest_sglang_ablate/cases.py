@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from .launch import Server
+from .matrix import BatchWorkload, SingleWorkload
 from .rows import Case
+from .workloads import Measured, run_batch, run_single
 
 
-def test_single(sglang_server: Any, ablate_case: Case) -> None:
+def test_single(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None]) -> None:
     """TPS@1: one streamed request on the row's server, with the expected answer checked."""
-    raise NotImplementedError("the single workload arrives with issue #4")
+    assert isinstance(ablate_case.workload, SingleWorkload)
+    measured = run_single(sglang_server, ablate_case.workload)
+    ablate_record(measured)
+    assert not measured.problems, "\n".join(measured.problems)
 
 
-def test_batch(sglang_server: Any, ablate_case: Case) -> None:
+def test_batch(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None],
+               ablate_progress: Callable[[str], None]) -> None:  # fmt: skip
     """Offline batch throughput at one concurrency level on the row's server."""
-    raise NotImplementedError("the batch workload arrives with issue #4")
+    assert isinstance(ablate_case.workload, BatchWorkload) and ablate_case.level is not None
+    measured = run_batch(sglang_server, ablate_case.workload, ablate_case.level, ablate_progress)
+    ablate_record(measured)
+    assert not measured.problems, "\n".join(measured.problems)
 
 
 # the plugin parametrizes each function with the matrix's cases of this workload kind
 test_single.workload_kind = "single"  # type: ignore[attr-defined]
 test_batch.workload_kind = "batch"  # type: ignore[attr-defined]
+
+__all__: list[Any] = []

@@ -30,6 +30,7 @@ PYTEST_MARKERS = frozenset(
 class Level:
     concurrency: int
     requests: int
+    repeat: int | None = None  # None: the workload's `repeat`
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SingleWorkload:
     prompt: str
     expect: str | None = None
     max_tokens: int = 2048
+    repeat: int = 1
+    request_timeout: float = 600.0
     kind: str = "single"
 
 
@@ -49,6 +52,14 @@ class BatchWorkload:
     levels: tuple[Level, ...]
     warmup: Level | None = None
     seed: int = 0
+    repeat: int = 1
+    cold_start_burst: bool = True  # a short discarded burst at the level's own concurrency before measuring
+    max_failed: float = 0.0  # the fraction of failed requests that still gives a valid level
+    token_ids: tuple[int, int] = (100, 1000)  # prompts are random token ids in [lo, hi): inside any real vocabulary
+    token_tolerance: float = 0.0  # the fraction of requests allowed to lack usage or disagree on prompt length
+    request_timeout: float = 600.0
+    client_cpu_limit: float = 0.9  # the load generator's CPU share of one core above which it may be the bottleneck
+    loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
     kind: str = "batch"
 
 
@@ -269,9 +280,13 @@ GENERATE_KEYS = {
     "mode": True, "features": False, "exclude_known_issues": False, "args": False, "env": False,
     "workloads": False, "note": False,
 }  # fmt: skip
-SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False}
-BATCH_KEYS = {"kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False}
-LEVEL_KEYS = {"concurrency": True, "requests": False}
+SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False, "repeat": False, "request_timeout": False}
+BATCH_KEYS = {
+    "kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False, "repeat": False,
+    "cold_start_burst": False, "max_failed": False, "token_ids": False, "token_tolerance": False, "request_timeout": False,
+    "client_cpu_limit": False, "loop_lag_limit_ms": False,
+}  # fmt: skip
+LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
 
 def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
@@ -383,7 +398,24 @@ def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level
     n = r.integer(body.get("requests", 2 * c), body, "requests", f"{path}.requests", minimum=1)
     if n < c:
         raise r.fail(body, "requests", f"{path}.requests", f"expected at least concurrency ({c}) requests, got {n}")
-    return Level(c, n)
+    repeat = None if body.get("repeat") is None else r.integer(body["repeat"], body, "repeat", f"{path}.repeat", minimum=1)
+    return Level(c, n, repeat)
+
+
+def _number(r: _Reader, body: LineDict, key: str, path: str, default: float, lo: float, hi: float | None = None) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None and value > hi):
+        bounds = f"between {lo:g} and {hi:g}" if hi is not None else f">= {lo:g}"
+        raise r.fail(body, key, f"{path}.{key}", f"expected a number {bounds}, got {_kind(value)}")
+    return float(value)
+
+
+def _token_ids(r: _Reader, body: LineDict, path: str) -> tuple[int, int]:
+    value = body.get("token_ids", [100, 1000])
+    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not ok or not 0 <= value[0] < value[1]:
+        raise r.fail(body, "token_ids", f"{path}.token_ids", f"expected [lo, hi] with 0 <= lo < hi (prompt token ids are drawn from it), got {_kind(value)}")
+    return (value[0], value[1])
 
 
 def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
@@ -396,6 +428,8 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             prompt=r.string(body["prompt"], body, "prompt", f"{path}.prompt"),
             expect=None if expect is None else r.string(expect, body, "expect", f"{path}.expect", allow_number=True),
             max_tokens=r.integer(body.get("max_tokens", 2048), body, "max_tokens", f"{path}.max_tokens", minimum=1),
+            repeat=r.integer(body.get("repeat", 1), body, "repeat", f"{path}.repeat", minimum=1),
+            request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
         )
     if kind == "batch":
         r.keys(body, BATCH_KEYS, path)
@@ -414,6 +448,14 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             levels=tuple(levels),
             warmup=None if warmup is None else _level(r, warmup, body, "warmup", f"{path}.warmup"),
             seed=r.integer(body.get("seed", 0), body, "seed", f"{path}.seed", minimum=0),
+            repeat=r.integer(body.get("repeat", 1), body, "repeat", f"{path}.repeat", minimum=1),
+            cold_start_burst=r.boolean(body.get("cold_start_burst", True), body, "cold_start_burst", f"{path}.cold_start_burst"),
+            max_failed=_number(r, body, "max_failed", path, 0.0, 0, 1),
+            token_ids=_token_ids(r, body, path),
+            token_tolerance=_number(r, body, "token_tolerance", path, 0.0, 0, 1),
+            request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
+            client_cpu_limit=_number(r, body, "client_cpu_limit", path, 0.9, 0, 64),
+            loop_lag_limit_ms=_number(r, body, "loop_lag_limit_ms", path, 50.0, 0),
         )
     raise r.fail(body, "kind" if "kind" in body else None, f"{path}.kind", f"expected kind: single or kind: batch, got {_kind(kind)}")
 

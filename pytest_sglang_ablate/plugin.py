@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
 if TYPE_CHECKING:
     from .launch import Server
+    from .workloads import Measured
     from .prepare import Prepared
     from .rows import Case, Row
 
@@ -36,6 +38,7 @@ class State:
 
 
 STATE = pytest.StashKey[State]()
+MEASURED = "ablate_measured"  # the user_properties key that carries a case's figures to the benchmark session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,6 +89,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[STATE] = State(settings, prepared)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(BenchmarkRecorder(config), "ablate-benchmark-recorder")
     for feature in prepared.ablation.matrix.features:
         what = f": {feature.description}" if feature.description else ""
         config.addinivalue_line("markers", f"{feature.name}: ablation rows where feature {feature.name} is on{what}")
@@ -240,3 +245,62 @@ def sglang_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     server = start(request.param, engines.get(matrix.engine), matrix.server, log_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Callable[[Measured], None]:
+    """Keep a case's figures with its report, with where they came from: the row, the server's effective config
+    and the engine version. They reach pytest-benchmark in the process that owns its session (xdist-safe)."""
+
+    def record(measured: Measured) -> None:
+        server = sglang_server
+        extra = {
+            "row": server.row.id,
+            "features": list(server.row.features),
+            **measured.extra_info,
+            "engine": server.profile.name,
+            "engine_version": server.version,
+            "server_argv": server.argv,
+            "effective_config": {k: v for k, v in server.info.items() if not k.startswith("_")},
+            "unverified_flags": server.unverified,
+            "mem_fraction_static_retry": server.mem_fraction_static,
+        }
+        request.node.user_properties.append((MEASURED, {"group": measured.group, "samples": measured.samples, "extra_info": extra}))
+
+    return record
+
+
+@pytest.fixture
+def ablate_progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """One updating terminal line while a level runs (nothing under -q or without a terminal reporter)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or request.config.get_verbosity() < 0:
+        return lambda line: None
+    started = time.monotonic()
+    row = _param(request.node, "sglang_server")
+
+    def show(line: str) -> None:
+        text = f"  [{row.id if row else ''}] {line}, {time.monotonic() - started:.0f} s"
+        reporter.write(f"\r{text[:160]:<160}", flush=True)
+
+    return show
+
+
+class BenchmarkRecorder:
+    """Turns each passed case's samples into a pytest-benchmark entry. Registered only in the process that owns
+    pytest-benchmark's session (not on xdist workers); the samples travel there in the report."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not report.passed:
+            return
+        session = self.config.pluginmanager.get_plugin("pytest-benchmark")
+        if session is None:
+            return
+        from .benchjson import entry
+
+        for key, value in report.user_properties:
+            if key == MEASURED and isinstance(value, dict) and value["samples"]:
+                session.benchmarks.append(entry(report.nodeid, value["group"], value["samples"], value["extra_info"]))

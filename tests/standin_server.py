@@ -13,6 +13,18 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   exit_on_request     a request to /generate or /v1/* makes the main process exit(1), abandoning its children
   drift=KEY:VALUE     report KEY as VALUE in /server_info whatever the command line said
   gpu=GIB             (GPU machines only) the server and each child hold GIB of GPU memory through torch
+  tok_rate=R          each streamed request gets a token every 1/R s (default 1000; 0 = as fast as possible)
+  ttft_ms=T           the first token of each request comes T ms after the request (default 0)
+  answer=TEXT         the chat answer's text, cycled over the tokens (default "tok"); reasoning=K puts the
+                      first K tokens into reasoning_content instead
+  no_usage            streams end without the usage chunk
+  prompt_offset=N     report N more prompt tokens than were sent (a tokenizer disagreeing with the client)
+  fail_every=N        every Nth generation request answers 500
+
+Streaming (POST /v1/completions, /v1/chat/completions with "stream": true) answers like SGLang and vLLM: one
+`data:` chunk per token, then `{"choices": [], "usage": {...}}` when stream_options.include_usage is set, then
+`data: [DONE]`. GET /standin_stats returns the server's own record: for every request its arrival, first and
+last token send times (time.time()) and token counts, plus the most requests ever in flight at once.
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent changes are imitated: --enable-dp-attention with
@@ -27,9 +39,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import asyncio
 from typing import Any
 
 OPTIONS = dict(
@@ -118,42 +129,151 @@ def die_like_a_scheduler() -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-class Handler(BaseHTTPRequestHandler):
-    args: argparse.Namespace
-    ready_at: float
+class Stats:
+    flushes = 0
+    in_flight = 0
+    max_in_flight = 0
+    generated = 0
+    requests: list[dict[str, Any]] = []
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet, like uvicorn at warning level
-        pass
 
-    def reply(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def prompt_tokens(body: dict[str, Any]) -> int:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        n = len(prompt)
+    elif isinstance(prompt, str):
+        n = len(prompt.split())
+    else:
+        n = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return n + int(OPTIONS.get("prompt_offset") or 0)
 
-    def do_GET(self) -> None:
-        if self.path in ("/health", "/health_generate"):
+
+class Server:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ready_at = time.monotonic() + float(OPTIONS.get("slow_start") or 0)
+        rate = float(OPTIONS.get("tok_rate") or 1000)
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self.ttft = float(OPTIONS.get("ttft_ms") or 0) / 1000
+        self.answer = OPTIONS.get("answer") or "tok"
+        self.reasoning = int(OPTIONS.get("reasoning") or 0)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                await self.route(method, path.split("?")[0], body, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def reply(self, writer: asyncio.StreamWriter, code: int, body: Any) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        writer.write(f"HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+
+    async def route(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> None:
+        if method == "GET" and path in ("/health", "/health_generate"):
             ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at
-            self.reply(200 if ready else 503, {} if ready else {"error": "starting"})
-        elif self.path in ("/server_info", "/get_server_info"):
-            self.reply(200, server_info(self.args))
-        elif self.path == "/v1/models":
-            self.reply(200, {"object": "list", "data": [{"id": self.args.model_path, "object": "model"}]})
+            self.reply(writer, 200 if ready else 503, {} if ready else {"error": "starting"})
+        elif method == "GET" and path in ("/server_info", "/get_server_info"):
+            self.reply(writer, 200, server_info(self.args))
+        elif method == "GET" and path == "/v1/models":
+            self.reply(writer, 200, {"object": "list", "data": [{"id": self.args.model_path, "object": "model"}]})
+        elif method == "GET" and path == "/standin_stats":
+            self.reply(writer, 200, {"max_in_flight": Stats.max_in_flight, "requests": Stats.requests, "flushes": Stats.flushes})
+        elif method == "POST" and path == "/flush_cache":
+            Stats.flushes += 1
+            self.reply(writer, 200, b"Cache flushed.\n")
+        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate"):
+            if "crash_on_request" in OPTIONS:
+                die_like_a_scheduler()
+            if "exit_on_request" in OPTIONS:
+                log("Child process unexpectedly failed with an exit code 1. pid=0")
+                os._exit(1)
+            await self.generate(path, json.loads(raw or b"{}"), writer)
         else:
-            self.reply(404, {"error": "not found"})
+            self.reply(writer, 404, {"error": "not found"})
+        await writer.drain()
 
-    def do_POST(self) -> None:
-        if self.path == "/flush_cache":
-            self.reply(200, b"Cache flushed.\n")
-        elif "crash_on_request" in OPTIONS and (self.path == "/generate" or self.path.startswith("/v1/")):
-            die_like_a_scheduler()
-        elif "exit_on_request" in OPTIONS and (self.path == "/generate" or self.path.startswith("/v1/")):
-            log("Child process unexpectedly failed with an exit code 1. pid=0")
-            os._exit(1)
-        else:
-            self.reply(404, {"error": "not found"})
+    async def generate(self, path: str, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        Stats.generated += 1
+        if OPTIONS.get("fail_every") and Stats.generated % int(OPTIONS["fail_every"]) == 0:
+            self.reply(writer, 500, {"error": {"message": "scripted failure"}})
+            return
+        chat = path.endswith("chat/completions")
+        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        record: dict[str, Any] = {"arrival": time.time(), "prompt_tokens": prompt_tokens(body), "completion_tokens": n}
+        Stats.in_flight += 1
+        Stats.max_in_flight = max(Stats.max_in_flight, Stats.in_flight)
+        try:
+            if not body.get("stream"):
+                text = "".join(self.token(i) for i in range(n))
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+                self.reply(writer, 200, {"choices": [choice], "usage": self.usage(record)})
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            if chat:
+                self.event(writer, {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            start = time.monotonic() + self.ttft
+            for i in range(n):
+                due = start + i * self.interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif i % 64 == 0:
+                    await asyncio.sleep(0)  # as fast as possible, but let other streams in
+                finish = "length" if i == n - 1 else None
+                if chat:
+                    key = "reasoning_content" if i < self.reasoning else "content"
+                    chunk = {"choices": [{"index": 0, "delta": {key: self.token(i)}, "finish_reason": finish}]}
+                else:
+                    chunk = {"choices": [{"index": 0, "text": self.token(i), "finish_reason": finish}]}
+                self.event(writer, chunk)
+                now = time.time()
+                record.setdefault("first", now)
+                record["last"] = now
+                await writer.drain()
+            if body.get("stream_options", {}).get("include_usage") and "no_usage" not in OPTIONS:
+                self.event(writer, {"choices": [], "usage": self.usage(record)})
+            self.event(writer, None)
+            writer.write(b"0\r\n\r\n")
+        finally:
+            Stats.in_flight -= 1
+            record["end"] = time.time()
+            Stats.requests.append(record)
+
+    def token(self, i: int) -> str:
+        j = i - self.reasoning if i >= self.reasoning else i
+        return self.answer[j % len(self.answer)] if self.answer else "tok"
+
+    @staticmethod
+    def usage(record: dict[str, Any]) -> dict[str, int]:
+        p, c = record["prompt_tokens"], record["completion_tokens"]
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    @staticmethod
+    def event(writer: asyncio.StreamWriter, chunk: Any) -> None:
+        payload = b"data: " + (b"[DONE]" if chunk is None else json.dumps(chunk, separators=(",", ":")).encode()) + b"\n\n"
+        writer.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+
+async def serve(args: argparse.Namespace) -> None:
+    server = Server(args)
+    listener = await asyncio.start_server(server.handle, args.host, args.port, reuse_address=True, backlog=1024)
+    log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
+    loop = asyncio.get_running_loop()
+    loop.call_later(max(0.0, server.ready_at - time.monotonic()), log, "The server is fired up and ready to roll!")
+    stop = asyncio.Event()
+    if "stubborn" not in OPTIONS:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with listener:
+        await stop.wait()
+    log("Shutting down")
 
 
 def main() -> None:
@@ -174,17 +294,10 @@ def main() -> None:
         if death == "scheduler_crash":
             os.killpg(os.getpgid(0), signal.SIGKILL)
         sys.exit(1)
-    Handler.args = args
-    Handler.ready_at = time.monotonic() + float(OPTIONS.get("slow_start") or 0)
-    httpd = ThreadingHTTPServer((args.host, args.port), Handler)
     if os.environ.get("STANDIN_READY"):
         with open(os.environ["STANDIN_READY"], "w") as f:
-            f.write(repr(time.time() + Handler.ready_at - time.monotonic()))
-    log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
-    threading.Timer(float(OPTIONS.get("slow_start") or 0), log, ["The server is fired up and ready to roll!"]).start()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown).start()) if "stubborn" not in OPTIONS else None
-    httpd.serve_forever(poll_interval=0.05)
-    log("Shutting down")
+            f.write(repr(time.time() + float(OPTIONS.get("slow_start") or 0)))
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ..args import Args
 
@@ -37,6 +37,10 @@ class EngineProfile:
     hints: dict[str, str] = field(default_factory=dict)
     # (info key, value the row asked for) -> the value the engine reports instead, which is no difference
     renames: dict[tuple[str, str], str] = field(default_factory=dict)
+    # a log line with the engine's own decode speed; group 1 is tokens/s (SGLang: "gen throughput (token/s): X")
+    gen_throughput_pattern: str | None = None
+    # the speculative-decoding accept length from the server's config report, where it has one
+    accept_length: Callable[[dict[str, Any]], float | None] = lambda info: None
     # another name of a flag -> its canonical name (`tp` -> `tp-size`): a matrix may use either, rows merge them
     aliases: dict[str, str] = field(default_factory=dict)
     # canonical flag -> key in the server's config report, where it is not the flag with underscores

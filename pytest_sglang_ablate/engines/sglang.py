@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from ..args import Args, lookup
 from .base import EngineProfile
@@ -132,6 +133,13 @@ HINTS = {
     "exited": "the server exited without a known error message: see the log tail",
 }  # fmt: skip
 
+def _accept_length(info: dict[str, Any]) -> float | None:
+    # /server_info internal_states is one entry per DP rank (reference/sglang.md section 3)
+    states = info.get("internal_states") or [{}]
+    value = states[0].get("avg_spec_accept_length") if isinstance(states[0], dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 SGLANG = EngineProfile(
     name="sglang",
     default_launch=_default_launch,
@@ -146,7 +154,9 @@ SGLANG = EngineProfile(
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
     hints=HINTS,
-    renames={("speculative_algorithm", "NEXTN"): "EAGLE"},  # SGLang rewrites NEXTN to EAGLE
+    renames={("speculative_algorithm", "NEXTN"): "EAGLE"},
+    gen_throughput_pattern=r"#running-req: 1,.*gen throughput \(token/s\): ([0-9.]+)",
+    accept_length=_accept_length,  # SGLang rewrites NEXTN to EAGLE
     # argparse aliases in SGLang's server_args (`--tp` works by prefix abbreviation there)
     aliases={"tp": "tp-size", "tensor-parallel-size": "tp-size", "dp": "dp-size", "data-parallel-size": "dp-size",
              "ep": "ep-size", "expert-parallel-size": "ep-size", "pp": "pp-size", "pipeline-parallel-size": "pp-size",

@@ -1,0 +1,31 @@
+"""pytest-benchmark entries for figures that are not the wall time of a Python call.
+
+Each entry is a `pytest_benchmark.stats.Metadata` fed with our samples, appended to the benchmark session's list,
+so the table, --benchmark-json/-save and --benchmark-compare(-fail) treat it like any other benchmark
+(reference/pytest-mechanics.md section 2). Samples are lower-is-better seconds per token: OPS then reads tokens/s.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from pytest_benchmark.stats import Metadata
+
+
+def stable_fullname(nodeid: str) -> str:
+    """xdist --dist loadgroup appends "@group" to node ids; history must key on the same name with or without it."""
+    return nodeid.split("@")[0]
+
+
+def entry(nodeid: str, group: str, samples: list[float], extra_info: dict[str, Any]) -> Any:
+    fullname = stable_fullname(nodeid)
+    param = fullname[fullname.index("[") + 1 : -1] if fullname.endswith("]") else ""
+    owner = SimpleNamespace(name=fullname.split("::")[-1], fullname=fullname, group=group, param=param,
+                            params={"case": param}, extra_info=extra_info, cprofile_stats=None, has_error=False)  # fmt: skip
+    options = {"timer": "external (ablate workload)", "disable_gc": False, "min_rounds": 1, "max_time": 0, "min_time": 0,
+               "warmup": False}  # fmt: skip
+    meta = Metadata(owner, iterations=1, options=options)  # type: ignore[no-untyped-call]
+    for sample in samples:
+        meta.update(sample)  # type: ignore[no-untyped-call]
+    return meta

@@ -1,0 +1,265 @@
+"""The two workloads on a running server: TPS@1 (one streamed request) and batch throughput at one level.
+
+Each returns what was measured (figures in natural units, samples for pytest-benchmark) and the validity
+problems found; the caller records first and fails after, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import requests
+
+from . import metrics
+from .launch import Server
+from .loadgen import Client, Endpoint, Record, closed_loop, encode
+from .matrix import BatchWorkload, Level, SingleWorkload
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Measured:
+    """One case's outcome: figures for people (extra_info) and samples for pytest-benchmark."""
+
+    group: str  # one metric per pytest-benchmark group
+    samples: list[float]  # per repetition, lower is better (seconds per token)
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # why the figures are not to be trusted; the case fails
+
+
+def served_model(server: Server) -> str:
+    """The model id the server answers to (vLLM checks it; SGLang accepts any)."""
+    cached = server.info.get("_served_model")
+    if isinstance(cached, str):
+        return cached
+    try:
+        data = requests.get(server.base_url + "/v1/models", timeout=30).json()["data"]
+        model = str(data[0]["id"])
+    except (requests.RequestException, ValueError, KeyError, IndexError):
+        model = server.row.argv[server.row.argv.index(server.profile.model_flag) + 1]
+    server.info["_served_model"] = model
+    return model
+
+
+def _endpoint(server: Server) -> Endpoint:
+    return Endpoint(server.base_url)
+
+
+def _check_server(server: Server, records: list[Record]) -> None:
+    """Failed requests that look like a dead server raise ServerDied with the cause from the log."""
+    if any(r.error and not r.error.startswith("HTTP") for r in records):
+        server.ensure_alive()
+
+
+def _engine_gen_throughput(server: Server, log_offset: int) -> float | None:
+    """The median of the engine's own single-request decode-speed log lines written since `log_offset`."""
+    pattern = server.profile.gen_throughput_pattern
+    if pattern is None:
+        return None
+    with open(server.log_path, "rb") as f:
+        f.seek(log_offset)
+        text = f.read().decode("utf-8", "replace")
+    values = [float(m) for m in re.findall(pattern, text)]
+    return statistics.median(values) if values else None
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_single(server: Server, workload: SingleWorkload) -> Measured:
+    """TPS@1: one streamed chat request at temperature 0, `repeat` times; the answer must contain `expect`."""
+    endpoint = _endpoint(server)
+    body = {
+        "model": served_model(server), "messages": [{"role": "user", "content": workload.prompt}],
+        "max_tokens": workload.max_tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
+    }  # fmt: skip
+    request = encode(endpoint, "/v1/chat/completions", body)
+    client = Client(endpoint, workload.request_timeout)
+    runs: list[metrics.SingleMetrics] = []
+    engine_tps: list[float] = []
+    problems: list[str] = []
+    answer = ""
+    for _ in range(workload.repeat):
+        server.flush_cache()  # each repetition starts from the same (empty) cache
+        offset = server.log_path.stat().st_size
+        record, _ = asyncio.run(client.send(None, request, keep_text=True))
+        if not record.ok or not record.chunk_times:
+            _check_server(server, [record])
+            problems.append(f"the request failed: {record.error or 'no tokens streamed'}")
+            break
+        answer = record.text
+        runs.append(metrics.single(record))
+        logged = _engine_gen_throughput(server, offset)
+        if logged is not None:
+            engine_tps.append(logged)
+        if workload.expect is not None and workload.expect not in record.text:
+            shown = record.text if len(record.text) < 400 else record.text[:200] + " ... " + record.text[-200:]
+            problems.append(f"expected {workload.expect!r} in the answer, got: {shown!r}")
+            break
+    if runs and runs[-1].tokens.usage_missing:
+        problems.append("the server's stream carried no usage: completion tokens were counted from chunks (set "
+                        "stream_options.include_usage support on the server)")  # fmt: skip
+    tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
+    extra: dict[str, Any] = {"workload": workload.name, "repeat": workload.repeat}
+    if runs:
+        last = runs[-1]
+        extra.update({
+            "tps_at_1": statistics.median(tps) if tps else math.nan,
+            "tps_at_1_spread": _spread(tps) if tps else {},
+            "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
+            "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
+            "ttft_ms": statistics.median(m.ttft_ms for m in runs),
+            "e2e_ms": statistics.median(m.e2e_ms for m in runs),
+            "completion_tokens": last.completion_tokens,
+            "prompt_tokens": last.prompt_tokens,
+            "token_source": last.tokens.source,
+            "answer_tail": answer[-200:],
+        })  # fmt: skip
+    return Measured(f"single {workload.name}: s/token at concurrency 1", [1 / t for t in tps], extra, problems)
+
+
+def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
+    """`n` prompts of exactly `input_len` random token ids: no tokenizer needed, no prefix shared across seeds."""
+    rng = random.Random(seed)
+    lo, hi = workload.token_ids
+    return [[rng.randrange(lo, hi) for _ in range(workload.input_len)] for _ in range(n)]
+
+
+def _bodies(server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int) -> list[bytes]:
+    endpoint, model = _endpoint(server), served_model(server)
+    return [
+        encode(endpoint, "/v1/completions", {
+            "model": model, "prompt": ids, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True},
+        })  # fmt: skip
+        for ids in prompt_ids
+    ]
+
+
+def _seed(workload: BatchWorkload, level: Level, repetition: int, role: int) -> int:
+    # a different seed for every level, repetition and role (measure, burst, warm-up): no cross-level prefix hits
+    return workload.seed * 1_000_003 + level.concurrency * 10_007 + repetition * 101 + role
+
+
+def _run(server: Server, workload: BatchWorkload, level: Level, seed: int, max_tokens: int,
+         progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], metrics.LevelMetrics]:  # fmt: skip
+    bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
+    client = Client(_endpoint(server), workload.request_timeout)
+    records, health = asyncio.run(closed_loop(client, bodies, level.concurrency, progress))
+    _check_server(server, records)
+    return records, metrics.level(records, level.concurrency, workload.input_len, health)
+
+
+def warm_up(server: Server, workload: BatchWorkload) -> None:
+    """The workload's explicit warm-up (e.g. DP attention at small concurrency first), once per server."""
+    done = server.info.setdefault("_warmed_up", [])
+    if workload.warmup is None or workload.name in done:
+        return
+    _run(server, workload, workload.warmup, _seed(workload, workload.warmup, 0, 2), workload.output_len)
+    done.append(workload.name)
+
+
+def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: Progress | None = None) -> Measured:
+    """One measured level: flush the cache, a discarded burst at this concurrency, then `repeat` measured runs."""
+    warm_up(server, workload)
+    repeat = level.repeat or workload.repeat
+    runs: list[metrics.LevelMetrics] = []
+    problems: list[str] = []
+    for rep in range(repeat):
+        server.flush_cache()
+        if workload.cold_start_burst:
+            burst = Level(level.concurrency, level.concurrency)
+            _run(server, workload, burst, _seed(workload, level, rep, 1), max_tokens=4)
+
+        def tick(done: int, out_tokens: int, rep: int = rep) -> None:
+            if progress is not None:
+                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {out_tokens} output tokens")
+
+        _, m = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
+        runs.append(m)
+        problems += _guards(workload, m)
+        if problems:
+            break
+    accept = server.profile.accept_length(_fresh_info(server))
+    return Measured(
+        group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
+        samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
+        extra_info=_batch_extra(workload, level, runs, accept),
+        problems=problems,
+    )
+
+
+def _fresh_info(server: Server) -> dict[str, Any]:
+    for path in server.profile.info_paths:
+        try:
+            response = requests.get(server.base_url + path, timeout=30)
+            if response.status_code == 200:
+                return dict(response.json())
+        except (requests.RequestException, ValueError):
+            continue
+    return {}
+
+
+def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
+    """Reasons the level's numbers would mislead; each fails the case (after the numbers are recorded)."""
+    out = []
+    if m.failed > workload.max_failed * m.requests:
+        out.append(f"{m.failed} of {m.requests} requests failed (allowed: {workload.max_failed:.0%})")
+    bad_tokens = m.tokens.usage_missing + m.tokens.prompt_mismatch
+    if bad_tokens > workload.token_tolerance * max(m.completed, 1):
+        out.append(f"token counts disagree: {m.tokens.usage_missing} requests without usage, {m.tokens.prompt_mismatch} "
+                   f"with a server prompt length other than the {workload.input_len} tokens sent (allowed: "
+                   f"{workload.token_tolerance:.0%} of requests)")  # fmt: skip
+    if m.client.cpu_fraction > workload.client_cpu_limit:
+        out.append(f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core (limit {workload.client_cpu_limit:.0%}): "
+                   "it may have been the bottleneck, so these are not the server's numbers")  # fmt: skip
+    if m.client.lag_p99_ms > workload.loop_lag_limit_ms:
+        out.append(f"the load generator's event loop lagged {m.client.lag_p99_ms:.0f} ms (p99; limit "
+                   f"{workload.loop_lag_limit_ms:g} ms): its timestamps are late")  # fmt: skip
+    return out
+
+
+def _batch_extra(workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None) -> dict[str, Any]:
+    if not runs:
+        return {"workload": workload.name, "concurrency": level.concurrency, "requests": level.requests}
+    def med(f: Callable[[metrics.LevelMetrics], float]) -> float:
+        return statistics.median(f(m) for m in runs)
+
+    last = runs[-1]
+    return {
+        "workload": workload.name,
+        "concurrency": level.concurrency,
+        "requests": level.requests,
+        "repeat": len(runs),
+        "input_len": workload.input_len,
+        "output_len": workload.output_len,
+        "throughput_tok_s": med(lambda m: m.throughput_tok_s),
+        "throughput_tok_s_spread": _spread([m.throughput_tok_s for m in runs]),
+        "per_request_decode_tok_s": med(lambda m: m.per_request_decode_tok_s),
+        "output_throughput_tok_s": med(lambda m: m.output_throughput_tok_s),
+        "input_throughput_tok_s": med(lambda m: m.input_throughput_tok_s),
+        "request_throughput": med(lambda m: m.request_throughput),
+        "duration_s": med(lambda m: m.duration_s),
+        "completed": last.completed,
+        "failed": last.failed,
+        "input_tokens": last.input_tokens,
+        "output_tokens": last.output_tokens,
+        "token_source": last.tokens.source,
+        "usage_missing": last.tokens.usage_missing,
+        "prompt_mismatch": last.tokens.prompt_mismatch,
+        **{f"{name}_ms_{stat}": statistics.median(getattr(getattr(m, name), stat) for m in runs)
+           for name in ("ttft", "itl", "tpot", "e2e") for stat in ("mean", "p50", "p90", "p99")},  # fmt: skip
+        "spec_accept_length": accept,
+        "client_cpu_fraction": last.client.cpu_fraction,
+        "client_loop_lag_p99_ms": last.client.lag_p99_ms,
+        "sources": "token counts: server usage per request; times: client clock (perf_counter)",
+    }
+
