@@ -1,0 +1,147 @@
+"""The workloads through the plugin, against the stand-in server's own record of when it sent every token."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STANDIN = Path(__file__).parent / "standin_server.py"
+MATRIX = f"""
+model: tiny
+launch: [{sys.executable}, {STANDIN}]
+server: {{shutdown_grace: 1, startup_timeout: 20}}
+env: {{STANDIN: "{{behaviour}}"}}
+features:
+  radix_cache: {{off: {{disable-radix-cache: true}}}}
+rows:
+  - [radix_cache]
+workloads:
+  single: {{kind: single, prompt: "which character?", expect: "杚", max_tokens: 40}}
+  batch: {{kind: batch, input_len: 24, output_len: 30, levels: [{{concurrency: 4, requests: 12}}, {{concurrency: 8, requests: 16}}]{{batch_extra}}}}
+"""
+# runs after the row's matrix cases (users' tests come last in a row) and keeps the server's own record
+TRUTH = """
+import json, requests
+
+def test_truth(sglang_server):
+    with open("truth.json", "w") as f:
+        json.dump(requests.get(sglang_server.base_url + "/standin_stats").json(), f)
+"""
+
+
+def run(pytester: pytest.Pytester, behaviour: str, batch_extra: str = "", *args: str, matrix: str = MATRIX) -> pytest.RunResult:
+    pytester.makefile(".yaml", m=matrix.replace("{behaviour}", behaviour).replace("{batch_extra}", batch_extra))
+    pytester.makepyfile(test_truth=TRUTH)
+    return pytester.runpytest_subprocess("m.yaml", "test_truth.py", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider",
+                                         "--benchmark-json=bench.json", *args)  # fmt: skip
+
+
+def benchmarks(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    data = json.loads((pytester.path / "bench.json").read_text())
+    return {b["param"]: b for b in data["benchmarks"]}
+
+
+def truth(pytester: pytest.Pytester) -> dict[str, Any]:
+    return json.loads((pytester.path / "truth.json").read_text())  # type: ignore[no-any-return]
+
+
+def close(measured: float, true: float, within: float = 0.01) -> bool:
+    return abs(measured - true) <= within * abs(true)
+
+
+def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=100,ttft_ms=80,answer=the answer is 杚").assert_outcomes(passed=4)
+    bench, record = benchmarks(pytester), truth(pytester)
+    measured = [r for r in record["requests"] if r["completion_tokens"] > 4]  # leave out the discarded bursts
+    single = bench["radix_cache-single"]["extra_info"]
+    s = measured[0]
+    assert close(single["tps_at_1"], (s["completion_tokens"] - 1) / (s["last"] - s["first"]))
+    assert close(single["ttft_ms"], 1000 * (s["first"] - s["arrival"]), within=0.02)
+    assert single["completion_tokens"] == 40 and single["token_source"] == "server usage"
+    c8 = [r for r in measured if r["completion_tokens"] == 30][-16:]  # the c8 level: the last 16 batch requests
+    duration = max(r["end"] for r in c8) - min(r["arrival"] for r in c8)
+    batch = bench["radix_cache-batch-c8"]["extra_info"]
+    assert close(batch["throughput_tok_s"], sum(r["prompt_tokens"] + r["completion_tokens"] for r in c8) / duration)
+    true_per_request = sum(r["completion_tokens"] / (r["end"] - r["arrival"]) for r in c8) / len(c8)
+    assert close(batch["per_request_decode_tok_s"], true_per_request)
+    assert close(batch["ttft_ms_mean"], 1000 * sum(r["first"] - r["arrival"] for r in c8) / len(c8), within=0.02)
+    assert (batch["input_tokens"], batch["output_tokens"], batch["completed"], batch["failed"]) == (16 * 24, 16 * 30, 16, 0)
+
+
+def test_concurrency_really_holds_at_the_level(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=200", "", "-k", "c8 or truth").assert_outcomes(passed=2)
+    assert truth(pytester)["max_in_flight"] == 8
+
+
+def test_each_level_starts_with_a_flush_and_a_short_burst_at_its_own_concurrency(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=500", "", "-k", "batch or truth").assert_outcomes(passed=3)
+    record = truth(pytester)
+    sizes = [r["completion_tokens"] for r in record["requests"]]
+    assert sizes == [4] * 4 + [30] * 12 + [4] * 8 + [30] * 16  # burst c4, level c4, burst c8, level c8
+    assert record["flushes"] == 2
+
+
+def test_warmup_runs_once_before_the_first_measured_level(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=500", ", warmup: {concurrency: 2, requests: 2}, cold_start_burst: false", "-k", "batch or truth").assert_outcomes(passed=3)
+    assert [r["completion_tokens"] for r in truth(pytester)["requests"]][:3] == [30, 30, 30]
+    assert len(truth(pytester)["requests"]) == 2 + 12 + 16
+
+
+def test_benchmark_entries_carry_the_contract_keys_and_their_provenance(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=500,answer=杚", ", repeat: 2").assert_outcomes(passed=4)
+    bench = benchmarks(pytester)
+    batch = bench["radix_cache-batch-c4"]
+    assert batch["stats"]["rounds"] == 2 and batch["group"] == "batch batch c4: s/token (input + output)"
+    extra = batch["extra_info"]
+    for key in ("row", "features", "workload", "concurrency", "requests", "throughput_tok_s", "per_request_decode_tok_s",
+                "output_throughput_tok_s", "ttft_ms_p50", "itl_ms_p99", "tpot_ms_p90", "e2e_ms_p99", "input_tokens",
+                "output_tokens", "token_source", "engine_version", "effective_config", "server_argv"):  # fmt: skip
+        assert key in extra, key
+    assert extra["row"] == "radix_cache" and extra["features"] == ["radix_cache"] and extra["concurrency"] == 4
+    assert extra["throughput_tok_s_spread"]["min"] <= extra["throughput_tok_s"] <= extra["throughput_tok_s_spread"]["max"]
+    assert extra["engine_version"] == "0.0.0+standin" and extra["effective_config"]["disable_radix_cache"] is False
+    assert abs(batch["stats"]["ops"] - extra["throughput_tok_s"]) / extra["throughput_tok_s"] < 0.05  # OPS reads tokens/s
+    assert "tps_at_1" in bench["radix_cache-single"]["extra_info"]
+
+
+def test_wrong_answer_fails_the_case_showing_the_answer(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "tok_rate=500,answer=xyz", "", "-k", "single")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*expected '杚' in the answer, got: 'xyz*"])
+
+
+def test_answer_in_the_reasoning_part_only_does_not_count(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "tok_rate=500,answer=杚,reasoning=40", "", "-k", "single")
+    result.assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "extra", "message"),
+    [
+        ("fail_every=5", "", "*requests failed (allowed: 0%)*"),
+        ("no_usage", "", "*token counts disagree: * requests without usage*"),
+        ("prompt_offset=1", "", "*with a server prompt length other than the 24 tokens sent*"),
+        ("tok_rate=500", ", client_cpu_limit: 0", "*the load generator used * of a CPU core (limit 0%)*"),
+    ],
+    ids=["failed-requests", "usage-missing", "prompt-mismatch", "client-saturated"],
+)
+def test_guards_fail_the_case_after_recording_its_numbers(pytester: pytest.Pytester, behaviour: str, extra: str, message: str) -> None:
+    result = run(pytester, behaviour, extra, "-k", "c4")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([message])
+
+
+def test_server_dying_mid_level_is_reported_as_such(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "crash_on_request", "", "-k", "c4")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the server died during a workload (crash) [[]died_during_workload[]]*"])
+
+
+def test_level_known_issue_xfails_when_the_server_dies_at_that_level(pytester: pytest.Pytester) -> None:
+    matrix = MATRIX + '\nknown_issues:\n  - {when: [radix_cache], min_concurrency: 8, workloads: [batch], reason: "dies at c8"}\n'
+    result = run(pytester, "crash_on_request", "", "-k", "c8", matrix=matrix)
+    result.assert_outcomes(xfailed=1)
