@@ -237,6 +237,11 @@ class Server:
                 now = time.time()
                 record.setdefault("first", now)
                 record["last"] = now
+                if i and i % 40 == 0:  # SGLang's decode log line, every --decode-log-interval (40) iterations
+                    rate = 40 / (now - record.get("logged", record["first"])) if i > 40 else i / (now - record["first"])
+                    record["logged"] = now
+                    log(f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, cuda graph: True, "
+                        f"gen throughput (token/s): {rate:.2f}, #queue-req: 0, ")
                 await writer.drain()
             if body.get("stream_options", {}).get("include_usage") and "no_usage" not in OPTIONS:
                 self.event(writer, {"choices": [], "usage": self.usage(record)})
