@@ -271,19 +271,32 @@ def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Call
 
 
 @pytest.fixture
-def ablate_progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """One updating terminal line while a level runs (nothing under -q or without a terminal reporter)."""
+def ablate_progress(request: pytest.FixtureRequest) -> Iterator[Callable[[str], None]]:
+    """One updating terminal line while a level runs (on a terminal; elsewhere, as in CI logs, a line every 30 s;
+    nothing under -q)."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or request.config.get_verbosity() < 0:
-        return lambda line: None
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or request.config.get_verbosity() < 0:
+        yield lambda line: None
+        return
     started = time.monotonic()
+    last = [0.0]
+    tty = reporter.isatty()
     row = _param(request.node, "sglang_server")
 
     def show(line: str) -> None:
-        text = f"  [{row.id if row else ''}] {line}, {time.monotonic() - started:.0f} s"
-        reporter.write(f"\r{text[:160]:<160}", flush=True)
+        now = time.monotonic()
+        if not tty and now - last[0] < 30:
+            return
+        last[0] = now
+        text = f"[{row.id if row else ''}] {line}, {now - started:.0f} s elapsed"
+        with capture.global_and_fixture_disabled():  # the test's output is captured; this line is for the user
+            reporter.write(f"\r  {text[:150]:<150}" if tty else f"\n  {text}", flush=True)
 
-    return show
+    yield show
+    if tty and last[0]:
+        with capture.global_and_fixture_disabled():
+            reporter.write("\r" + " " * 154 + "\r", flush=True)
 
 
 class BenchmarkRecorder:

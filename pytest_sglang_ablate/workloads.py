@@ -11,6 +11,7 @@ import math
 import random
 import re
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -179,9 +180,12 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
             burst = Level(level.concurrency, level.concurrency)
             _run(server, workload, burst, _seed(workload, level, rep, 1), max_tokens=4)
 
-        def tick(done: int, out_tokens: int, rep: int = rep) -> None:
+        began = time.perf_counter()
+
+        def tick(done: int, out_tokens: int, rep: int = rep, began: float = began) -> None:
             if progress is not None:
-                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {out_tokens} output tokens")
+                rate = out_tokens / max(time.perf_counter() - began, 1e-9)
+                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {rate:,.0f} output tok/s")
 
         _, m = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
         runs.append(m)
