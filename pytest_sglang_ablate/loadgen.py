@@ -281,3 +281,58 @@ async def closed_loop(client: Client, requests: list[bytes], concurrency: int,
         lag_max_ms=1000 * lags[-1] if lags else 0.0,
     )
     return [r for r in records if r is not None], health
+
+
+def _child(endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurrency: int, conn: Any, counters: Any) -> None:
+    def progress(done: int, tokens: int) -> None:
+        counters[0], counters[1] = done, tokens
+
+    records, health = asyncio.run(closed_loop(Client(endpoint, timeout_s), requests, concurrency, progress))
+    conn.send((records, health))
+    conn.close()
+
+
+def closed_loop_processes(endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurrency: int, processes: int,
+                          progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], LoopHealth]:  # fmt: skip
+    """The closed loop split over `processes` client processes, for loads one core cannot drive.
+
+    Each process keeps its share of the concurrency in flight over its share of the requests; perf_counter is
+    the system-wide monotonic clock, so their records share one time base. The health reported is the busiest
+    process's."""
+    import multiprocessing
+
+    if processes <= 1:
+        return asyncio.run(closed_loop(Client(endpoint, timeout_s), requests, concurrency, progress))
+    ctx = multiprocessing.get_context("fork")
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    shares = [s for s in shares if s > 0]
+    bounds = [0]
+    for s in shares:
+        bounds.append(bounds[-1] + round(len(requests) * s / concurrency))
+    bounds[-1] = len(requests)
+    children = []
+    for i, share in enumerate(shares):
+        receiver, sender = ctx.Pipe(duplex=False)
+        counters = ctx.Array("q", 2, lock=False)
+        proc = ctx.Process(target=_child, args=(endpoint, timeout_s, requests[bounds[i] : bounds[i + 1]], share, sender, counters))
+        proc.start()
+        sender.close()
+        children.append((proc, receiver, counters))
+    results: list[tuple[list[Record], LoopHealth]] = []
+    for proc, receiver, counters in children:
+        while not receiver.poll(0.5):
+            if progress is not None:
+                progress(sum(c[0] for _, _, c in children), sum(c[1] for _, _, c in children))
+            if not proc.is_alive() and not receiver.poll(0):
+                raise RuntimeError(f"a load-generator process exited with code {proc.exitcode}")
+        results.append(receiver.recv())
+        proc.join()
+    records = [r for recs, _ in results for r in recs]
+    health = LoopHealth(
+        cpu_fraction=max(h.cpu_fraction for _, h in results),
+        lag_p99_ms=max(h.lag_p99_ms for _, h in results),
+        lag_max_ms=max(h.lag_max_ms for _, h in results),
+    )
+    if progress is not None:
+        progress(len(records), sum(r.completion_tokens or len(r.chunk_times) for r in records))
+    return records, health

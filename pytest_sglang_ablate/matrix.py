@@ -60,6 +60,7 @@ class BatchWorkload:
     request_timeout: float = 600.0
     client_cpu_limit: float = 0.9  # the load generator's CPU share of one core above which it may be the bottleneck
     loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
+    client_processes: int = 1  # load-generator processes, for loads one core cannot drive
     kind: str = "batch"
 
 
@@ -284,7 +285,7 @@ SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": Fals
 BATCH_KEYS = {
     "kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False, "repeat": False,
     "cold_start_burst": False, "max_failed": False, "token_ids": False, "token_tolerance": False, "request_timeout": False,
-    "client_cpu_limit": False, "loop_lag_limit_ms": False,
+    "client_cpu_limit": False, "loop_lag_limit_ms": False, "client_processes": False,
 }  # fmt: skip
 LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
@@ -456,6 +457,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
             client_cpu_limit=_number(r, body, "client_cpu_limit", path, 0.9, 0, 64),
             loop_lag_limit_ms=_number(r, body, "loop_lag_limit_ms", path, 50.0, 0),
+            client_processes=r.integer(body.get("client_processes", 1), body, "client_processes", f"{path}.client_processes", minimum=1),
         )
     raise r.fail(body, "kind" if "kind" in body else None, f"{path}.kind", f"expected kind: single or kind: batch, got {_kind(kind)}")
 

@@ -19,7 +19,7 @@ import requests
 
 from . import metrics
 from .launch import Server
-from .loadgen import Client, Endpoint, Record, closed_loop, encode
+from .loadgen import Client, Endpoint, Record, closed_loop_processes, encode
 from .matrix import BatchWorkload, Level, SingleWorkload
 
 Progress = Callable[[str], None]
@@ -153,8 +153,8 @@ def _seed(workload: BatchWorkload, level: Level, repetition: int, role: int) -> 
 def _run(server: Server, workload: BatchWorkload, level: Level, seed: int, max_tokens: int,
          progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], metrics.LevelMetrics]:  # fmt: skip
     bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
-    client = Client(_endpoint(server), workload.request_timeout)
-    records, health = asyncio.run(closed_loop(client, bodies, level.concurrency, progress))
+    processes = min(workload.client_processes, level.concurrency)
+    records, health = closed_loop_processes(_endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress)
     _check_server(server, records)
     return records, metrics.level(records, level.concurrency, workload.input_len, health)
 
@@ -224,7 +224,7 @@ def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
                    f"{workload.token_tolerance:.0%} of requests)")  # fmt: skip
     if m.client.cpu_fraction > workload.client_cpu_limit:
         out.append(f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core (limit {workload.client_cpu_limit:.0%}): "
-                   "it may have been the bottleneck, so these are not the server's numbers")  # fmt: skip
+                   "it may have been the bottleneck, so these are not the server's numbers; raise `client_processes`")  # fmt: skip
     if m.client.lag_p99_ms > workload.loop_lag_limit_ms:
         out.append(f"the load generator's event loop lagged {m.client.lag_p99_ms:.0f} ms (p99; limit "
                    f"{workload.loop_lag_limit_ms:g} ms): its timestamps are late")  # fmt: skip

@@ -146,3 +146,13 @@ def test_level_known_issue_xfails_when_the_server_dies_at_that_level(pytester: p
     matrix = MATRIX + '\nknown_issues:\n  - {when: [radix_cache], min_concurrency: 8, workloads: [batch], reason: "dies at c8"}\n'
     result = run(pytester, "crash_on_request", "", "-k", "c8", matrix=matrix)
     result.assert_outcomes(xfailed=1)
+
+
+def test_several_client_processes_share_the_level_and_hold_its_concurrency(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=200", ", client_processes: 2, cold_start_burst: false", "-k", "c8 or truth").assert_outcomes(passed=2)
+    record = truth(pytester)
+    assert record["max_in_flight"] == 8 and len(record["requests"]) == 16
+    extra = benchmarks(pytester)["radix_cache-batch-c8"]["extra_info"]
+    assert extra["completed"] == 16 and extra["output_tokens"] == 16 * 30
+    duration = max(r["end"] for r in record["requests"]) - min(r["arrival"] for r in record["requests"])
+    assert close(extra["throughput_tok_s"], 16 * (24 + 30) / duration)
