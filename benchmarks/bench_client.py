@@ -2,7 +2,8 @@
 
 Run: python benchmarks/bench_client.py [--repeat 3]      (needs `pip install aiohttp`, for variant (b))
 Three clients, each in its own process pinned to one core, the stand-in pinned to another:
-  (a) the seed's method: a ThreadPoolExecutor, each thread running its own asyncio loop and AsyncOpenAI client;
+  (a) the seed's method: a ThreadPoolExecutor, each thread running its own asyncio loop and AsyncOpenAI client
+      (made before the clock starts: ~50 ms of CPU each, which would otherwise stagger 256 streams over seconds);
   (b) SGLang's bench_serving: aiohttp, a new ClientSession per request, `async for line in response.content`,
       json.loads of every data line;
   ours: loadgen.closed_loop(Client(...)), one keep-alive connection per stream, one SSE pass per TCP read.
@@ -12,8 +13,9 @@ Every client takes a timestamp per streamed chunk, as a benchmark client must.
   ours/(b) >= 3x in chunks per client CPU-second.
 - accuracy: 256 concurrent streams of 200 tokens at 100 tokens/s each; the mean per-request decode rate
   (n - 1) / (last chunk - first chunk) on the client's clock against the same on the server's (/standin_stats,
-  a fresh server per run). Goal: within 0.5 %.
-Medians of --repeat runs, variants interleaved within each repeat.
+  a fresh server per run). Goal: within 0.5 %. "in flight": the most streams the server had at once.
+Medians of --repeat runs, variants interleaved. CPU used on the two cores by other processes is reported: above
+5 % the figures are disturbed (wall-time ones most).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import asyncio
 import itertools
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,15 +39,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import openai
 import psutil
 
+from pytest_sglang_ablate.loadgen import Client, Endpoint, closed_loop, encode
+
+try:
+    import aiohttp
+except ImportError:
+    sys.exit("bench_client.py needs aiohttp for variant (b): pip install aiohttp")
+
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
-VARIANTS = ("openai", "aiohttp", "ours")
 LABELS = {"openai": "(a) AsyncOpenAI threads", "aiohttp": "(b) aiohttp session/req", "ours": "ours closed_loop"}
-INGEST_REQUESTS = {"openai": 128, "aiohttp": 512, "ours": 2048}  # ~3-10 s each at the expected rates
+INGEST_REQUESTS = {"openai": 64, "aiohttp": 384, "ours": 768}  # ~3-10 s each at the expected rates
 INGEST_TOKENS, INGEST_CONCURRENCY = 1000, 64
 ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_RATE = 256, 200, 100
 Streams = list[tuple[list[float], int]]  # per request: chunk arrival times (client clock), completion tokens
+Mark = Callable[[], None]  # called when the measured window starts
 
 
 def payload(tokens: int) -> dict[str, Any]:
@@ -51,19 +63,18 @@ def payload(tokens: int) -> dict[str, Any]:
             "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
 
 
-# ---- the three clients (run inside the worker process) ----
 
-
-def run_openai(base: str, n: int, tokens: int, concurrency: int) -> Streams:
-    import openai
-
+def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
     out: Streams = []
     indices = itertools.count()  # next() on a count is atomic under the GIL
+    ready = threading.Barrier(concurrency + 1)
 
     async def thread_main() -> None:
         client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x")
+        ready.wait()
         while next(indices) < n:
-            times, usage, text = [], 0, ""
+            times: list[float] = []
+            usage, text = 0, ""
             stream = await client.completions.create(model="m", prompt="hello world", max_tokens=tokens, temperature=0,
                                                      stream=True, stream_options={"include_usage": True},
                                                      extra_body={"ignore_eos": True})  # fmt: skip
@@ -77,14 +88,15 @@ def run_openai(base: str, n: int, tokens: int, concurrency: int) -> Streams:
         await client.close()
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for f in [pool.submit(asyncio.run, thread_main()) for _ in range(concurrency)]:
+        futures = [pool.submit(asyncio.run, thread_main()) for _ in range(concurrency)]
+        ready.wait()
+        mark()
+        for f in futures:
             f.result()
     return out
 
 
-def run_aiohttp(base: str, n: int, tokens: int, concurrency: int) -> Streams:
-    import aiohttp
-
+def run_aiohttp(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
     out: Streams = []
     indices = itertools.count()
     body = payload(tokens)
@@ -111,50 +123,39 @@ def run_aiohttp(base: str, n: int, tokens: int, concurrency: int) -> Streams:
             out.append((times, usage))
 
     async def main() -> None:
+        mark()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
     asyncio.run(main())
     return out
 
 
-def run_ours(base: str, n: int, tokens: int, concurrency: int, prepared: list[bytes]) -> Streams:
-    from pytest_sglang_ablate.loadgen import Client, Endpoint, closed_loop
-
-    records, _ = asyncio.run(closed_loop(Client(Endpoint(base), 600.0), prepared, concurrency))
+def run_ours(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
+    endpoint = Endpoint(base)
+    requests = [encode(endpoint, "/v1/completions", payload(tokens)) for _ in range(n)]  # before timing, by design
+    mark()
+    records, _ = asyncio.run(closed_loop(Client(endpoint, 600.0), requests, concurrency))
     return [(r.chunk_times, r.completion_tokens or 0) if r.ok else ([], 0) for r in records]
 
 
+RUNNERS: dict[str, Callable[[str, int, int, int, Mark], Streams]] = dict(openai=run_openai, aiohttp=run_aiohttp, ours=run_ours)
+
+
 def worker(args: argparse.Namespace) -> None:
-    """One client run; prints its figures as JSON. CPU = this process (all threads) during the run only."""
+    """One client run; prints its figures as JSON. CPU = this process (all threads) from mark() to the end."""
     os.sched_setaffinity(0, {args.core})
-    base = f"http://127.0.0.1:{args.port}"
-    run: Callable[[], Streams]
-    if args.worker == "ours":
-        from pytest_sglang_ablate.loadgen import Endpoint, encode
+    clock = [0.0, 0.0]
 
-        prepared = [encode(Endpoint(base), "/v1/completions", payload(args.tokens)) for _ in range(args.requests)]
-        run = lambda: run_ours(base, args.requests, args.tokens, args.concurrency, prepared)  # noqa: E731
-    else:
-        fn = run_openai if args.worker == "openai" else run_aiohttp
-        import openai, aiohttp  # noqa: E401, F401  (imports outside the measured window)
+    def mark() -> None:
+        clock[:] = time.process_time(), time.perf_counter()
 
-        run = lambda: fn(base, args.requests, args.tokens, args.concurrency)  # noqa: E731
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    streams = run()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    streams = RUNNERS[args.worker](f"http://127.0.0.1:{args.port}", args.requests, args.tokens, args.concurrency, mark)
+    cpu, wall = time.process_time() - clock[0], time.perf_counter() - clock[1]
     rates = [(u - 1) / (t[-1] - t[0]) for t, u in streams if u > 1 and len(t) > 1 and t[-1] > t[0]]
     complete = sum(1 for t, u in streams if len(t) == args.tokens and u == args.tokens)
     print(json.dumps({"chunks": sum(len(t) for t, _ in streams), "wall": wall, "cpu": cpu, "rates": rates,
-                      "complete": complete}))  # fmt: skip
+                      "failed": args.requests - complete}))  # fmt: skip
 
-
-# ---- orchestration ----
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str) -> Any:
@@ -164,13 +165,15 @@ def get(port: int, path: str) -> Any:
 
 @contextmanager
 def standin(tok_rate: int, core: int) -> Iterator[tuple[int, psutil.Process]]:
-    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
     proc = subprocess.Popen([sys.executable, str(STANDIN), "--model-path", "m", "--port", str(port)],
                             env={**os.environ, "STANDIN": f"tok_rate={tok_rate}"}, stdout=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while True:  # poll /health: each failed try takes a connect round trip, no sleeping
             try:
                 get(port, "/health")
                 break
@@ -183,7 +186,15 @@ def standin(tok_rate: int, core: int) -> Iterator[tuple[int, psutil.Process]]:
         proc.wait(10)
 
 
-def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, cores: tuple[int, int]) -> dict[str, Any]:
+def cpu_seconds(cores: tuple[int, int]) -> tuple[float, float]:
+    """CPU seconds spent on these cores by every process, and by ours (this one and its reaped children)."""
+    t = psutil.cpu_times(percpu=True)
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(t[c].user + t[c].nice + t[c].system for c in cores), own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, cores: tuple[int, int]) -> dict[str, float]:
+    (all0, ours0), wall0 = cpu_seconds(cores), time.perf_counter()
     with standin(tok_rate, cores[1]) as (port, server):
         s0 = sum(server.cpu_times()[:2])
         cmd = [sys.executable, __file__, "--worker", variant, "--port", str(port), "--requests", str(n),
@@ -191,22 +202,31 @@ def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, 
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"{variant} worker failed:\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        result["server_cpu"] = sum(server.cpu_times()[:2]) - s0
-        truth = [(r["completion_tokens"] - 1) / (r["last"] - r["first"]) for r in get(port, "/standin_stats")["requests"]]
-    result["truth"] = statistics.fmean(truth)
-    result["failed"] = n - result["complete"]
-    return result
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        server_cpu = sum(server.cpu_times()[:2]) - s0
+        stats = get(port, "/standin_stats")
+    (all1, ours1), wall = cpu_seconds(cores), time.perf_counter() - wall0
+    rate = statistics.fmean(r["rates"])
+    truth = statistics.fmean((q["completion_tokens"] - 1) / (q["last"] - q["first"]) for q in stats["requests"])
+    return {"requests": n, "chunks/s": r["chunks"] / r["wall"], "chunks/CPU-s": r["chunks"] / r["cpu"], "client CPU": r["cpu"] / r["wall"],
+            "server CPU": server_cpu / r["wall"], "failed": r["failed"], "client tok/s": rate, "server tok/s": truth,
+            "error %": 100 * (rate / truth - 1), "in flight": stats["max_in_flight"],
+            "foreign": (all1 - all0 - (ours1 - ours0)) / (len(cores) * wall)}  # fmt: skip
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
+def table(title: str, results: dict[str, list[dict[str, float]]], columns: dict[str, str]) -> dict[str, float]:
+    """Prints the medians of the runs, one row per client; returns them."""
+    print(f"\n{title}\n{'client':<26}" + "".join(f"{c:>14}" for c in columns))
+    medians = {v: {c: statistics.median(r[c] for r in runs) for c in columns} for v, runs in results.items()}
+    for v, m in medians.items():
+        print(f"{LABELS[v]:<26}" + "".join(f"{format(m[c], f):>14}" for c, f in columns.items()))
+    return {v: m[next(iter(columns))] for v, m in medians.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
     for flag in ("port", "requests", "tokens", "concurrency", "core"):
         p.add_argument(f"--{flag}", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -218,40 +238,32 @@ def main() -> None:
     cores = (available[0], available[1])
     os.sched_setaffinity(0, {cores[0]})
     t0 = time.perf_counter()
-    ingest: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    accuracy: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    ingest: dict[str, list[dict[str, float]]] = {v: [] for v in RUNNERS}
+    accuracy: dict[str, list[dict[str, float]]] = {v: [] for v in RUNNERS}
     for _ in range(args.repeat):
-        for v in VARIANTS:
+        for v in RUNNERS:
             ingest[v].append(measure(v, 0, INGEST_REQUESTS[v], INGEST_TOKENS, INGEST_CONCURRENCY, cores))
-        for v in VARIANTS:
+        for v in RUNNERS:
             accuracy[v].append(measure(v, ACCURACY_RATE, ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_REQUESTS, cores))
-
-    def med(runs: list[dict[str, Any]], f: Callable[[dict[str, Any]], float]) -> float:
-        return statistics.median(f(r) for r in runs)
 
     print(f"Client benchmark: stand-in on core {cores[1]}, each client in its own process on core {cores[0]}; "
           f"medians of {args.repeat} run(s)")  # fmt: skip
-    print(f"\nIngest: {INGEST_CONCURRENCY} concurrent streams of {INGEST_TOKENS} tokens, server as fast as it goes")
-    print(f"{'client':<26}{'requests':>9}{'chunks/s':>11}{'chunks/CPU-s':>14}{'client CPU':>12}{'server CPU':>12}{'failed':>8}")
-    per_cpu: dict[str, float] = {}
-    for v in VARIANTS:
-        runs = ingest[v]
-        per_cpu[v] = med(runs, lambda r: r["chunks"] / r["cpu"])
-        print(f"{LABELS[v]:<26}{INGEST_REQUESTS[v]:>9}{med(runs, lambda r: r['chunks'] / r['wall']):>11,.0f}"
-              f"{per_cpu[v]:>14,.0f}{med(runs, lambda r: r['cpu'] / r['wall']):>11.0%}"
-              f"{med(runs, lambda r: r['server_cpu'] / r['wall']):>12.0%}{sum(r['failed'] for r in runs):>8}")  # fmt: skip
+    per_cpu = table(f"Ingest: {INGEST_CONCURRENCY} concurrent streams of {INGEST_TOKENS} tokens, server as fast as it goes",
+                    ingest, {"chunks/CPU-s": ",.0f", "chunks/s": ",.0f", "client CPU": ".0%", "server CPU": ".0%",
+                             "requests": ".0f", "failed": ".0f"})  # fmt: skip
     for v, goal in (("openai", 25.0), ("aiohttp", 3.0)):
         ratio = per_cpu["ours"] / per_cpu[v]
-        print(f"  chunks per client CPU-s, ours / {LABELS[v][:3]}: {ratio:6.1f}x   goal >= {goal:g}x   {verdict(ratio >= goal)}")
-    print(f"\nAccuracy: {ACCURACY_REQUESTS} concurrent streams of {ACCURACY_TOKENS} tokens at {ACCURACY_RATE} tokens/s each")
-    print(f"{'client':<26}{'client tok/s':>13}{'server tok/s':>13}{'error':>9}{'client CPU':>12}{'failed':>8}   goal |error| <= 0.5 %")
-    for v in VARIANTS:
-        runs = accuracy[v]
-        err = med(runs, lambda r: 100 * (statistics.fmean(r["rates"]) / r["truth"] - 1))
-        print(f"{LABELS[v]:<26}{med(runs, lambda r: statistics.fmean(r['rates'])):>13.2f}{med(runs, lambda r: r['truth']):>13.2f}"
-              f"{err:>8.2f}%{med(runs, lambda r: r['cpu'] / r['wall']):>11.0%}{sum(r['failed'] for r in runs):>8}"
-              f"   {verdict(abs(err) <= 0.5) if v == 'ours' else ''}")  # fmt: skip
-    print(f"\nTook {time.perf_counter() - t0:.0f} s")
+        print(f"  chunks per client CPU-s, ours / {LABELS[v][:3]}: {ratio:5.2f}x   goal >= {goal:g}x   "
+              f"{'met' if ratio >= goal else 'MISSED'}")  # fmt: skip
+    error = table(f"Accuracy: {ACCURACY_REQUESTS} concurrent streams of {ACCURACY_TOKENS} tokens at {ACCURACY_RATE} "
+                  f"tokens/s each", accuracy, {"error %": "+.2f", "client tok/s": ".2f", "server tok/s": ".2f",
+                                                "client CPU": ".0%", "in flight": ".0f", "failed": ".0f"})  # fmt: skip
+    print(f"  per-request decode rate, ours vs the server: {error['ours']:+.2f} %   goal within 0.5 %   "
+          f"{'met' if abs(error['ours']) <= 0.5 else 'MISSED'}")  # fmt: skip
+    foreign = max(r["foreign"] for runs in (*ingest.values(), *accuracy.values()) for r in runs)
+    print(f"\nOther processes used at most {foreign:.0%} of the two cores during a run"
+          + (": DISTURBED, rerun on a quiet machine" if foreign > 0.05 else ""))
+    print(f"Took {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

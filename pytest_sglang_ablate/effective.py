@@ -20,6 +20,8 @@ def info_key(flag: str, profile: EngineProfile) -> str:
 
 
 def _same(asked: Any, actual: Any, key: str, profile: EngineProfile) -> bool:
+    if isinstance(actual, (list, tuple)) and len(actual) == 1 and not isinstance(asked, tuple):
+        actual = actual[0]  # a one-value list flag (vLLM's served_model_name) reported as a list
     if asked is True:
         return actual is True or actual == 1
     if isinstance(asked, (int, float)) and not isinstance(asked, bool):

@@ -263,7 +263,12 @@ def _check_config(server: Server, requested: Any) -> None:
             server.info = response.json()
             break
     if not server.info:
-        return  # the engine has no such report (or it failed): recorded as unverified below
+        server.info = profile.config_from_log(server.log_path.read_text(encoding="utf-8", errors="replace")) or {}
+    if profile.version_path and "version" not in server.info:
+        try:
+            server.info["version"] = requests.get(server.base_url + profile.version_path, timeout=30).json()["version"]
+        except (requests.RequestException, ValueError, KeyError):
+            pass
     check = effective.compare(requested, server.info, profile)
     server.unverified = check.unverified
     if check.differences:

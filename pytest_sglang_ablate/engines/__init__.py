@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .base import EngineProfile
 from .sglang import SGLANG
+from .vllm import VLLM
 
-PROFILES: dict[str, EngineProfile] = {SGLANG.name: SGLANG}
+PROFILES: dict[str, EngineProfile] = {SGLANG.name: SGLANG, VLLM.name: VLLM}
 
 
 def get(name: str) -> EngineProfile:

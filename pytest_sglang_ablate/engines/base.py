@@ -29,6 +29,10 @@ class EngineProfile:
     health_path: str = "/health"
     # where the server reports its effective config; the first that answers 200 wins
     info_paths: tuple[str, ...] = ()
+    # for engines without such an endpoint: the effective config as the startup log states it
+    config_from_log: Callable[[str], dict[str, Any] | None] = lambda log: None
+    # where the server reports its version, if its config report does not ({"version": ...})
+    version_path: str | None = None
     flush_path: str | None = None
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see failures.py
