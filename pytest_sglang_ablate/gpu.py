@@ -44,3 +44,19 @@ def wait_released(pids: set[int], timeout_s: float) -> dict[int, int]:
         if not held or time.monotonic() > deadline:
             return held
         time.sleep(0.05)
+
+
+def describe() -> list[dict[str, Any]]:
+    """Each GPU's name, memory and driver, for the record; empty without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    driver = nvml.nvmlSystemGetDriverVersion()
+    out = []
+    for i in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(i)
+        name = nvml.nvmlDeviceGetName(handle)
+        memory = nvml.nvmlDeviceGetMemoryInfo(handle).total
+        out.append({"index": i, "name": name if isinstance(name, str) else name.decode(), "memory_gib": round(memory / 2**30, 1),
+                    "driver": driver if isinstance(driver, str) else driver.decode()})  # fmt: skip
+    return out

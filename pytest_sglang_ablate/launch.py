@@ -53,6 +53,11 @@ class Server:
     unverified: list[str] = field(default_factory=list)  # flags the server's report does not mention
     mem_fraction_static: float | None = None  # the OOM-retry value this server runs with, if any
     stopped: StopReport | None = None
+    api_key: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def base_url(self) -> str:
@@ -95,7 +100,7 @@ class Server:
         if self.profile.flush_path is None:
             return False
         try:
-            return requests.post(self.base_url + self.profile.flush_path, timeout=30).status_code == 200
+            return requests.post(self.base_url + self.profile.flush_path, headers=self.headers, timeout=30).status_code == 200
         except requests.RequestException:
             return False
 
@@ -167,7 +172,7 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv, flag, value]
 
 
-def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path) -> Server:
+def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, api_key: str | None = None) -> Server:
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
 
     With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
@@ -176,7 +181,7 @@ def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: P
     fractions: list[float | None] = [None, *settings.oom_retry_mem_fraction]
     for attempt, fraction in enumerate(fractions):
         try:
-            server = _start_once(row, profile, settings, log_dir, fraction, attempt)
+            server = _start_once(row, profile, settings, log_dir, fraction, attempt, api_key)
         except ServerLaunchError as e:
             if e.failure_class != "oom" or attempt == len(fractions) - 1:
                 raise
@@ -187,7 +192,7 @@ def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: P
 
 
 def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, fraction: float | None,
-                attempt: int) -> Server:  # fmt: skip
+                attempt: int, api_key: str | None) -> Server:  # fmt: skip
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
     name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
@@ -199,6 +204,8 @@ def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_
         requested = merge(row.args, (("mem-fraction-static", fraction),))
     port = ports.choose(settings.host, lambda p: profile.extra_ports(p, requested))
     full = [*argv, profile.host_flag, settings.host, profile.port_flag, str(port)]
+    if api_key:
+        full += [profile.api_key_flag, api_key]
     env = {**os.environ, **dict(row.env)}
     supervisor = [sys.executable, "-m", "pytest_sglang_ablate.supervisor", "--status", str(status_path),
                   "--grace", str(settings.shutdown_grace_s), "--"]  # fmt: skip
@@ -208,7 +215,7 @@ def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_
         # The supervisor's parent-death signal is tied to this (the main) thread.
         process = subprocess.Popen([*supervisor, *full], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True)  # fmt: skip
-    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process)
+    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process, api_key=api_key)
     try:
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
@@ -256,7 +263,7 @@ def _check_config(server: Server, requested: Any) -> None:
     profile = server.profile
     for path in profile.info_paths:
         try:
-            response = requests.get(server.base_url + path, timeout=30)
+            response = requests.get(server.base_url + path, headers=server.headers, timeout=30)
         except requests.RequestException:
             continue
         if response.status_code == 200:
@@ -266,7 +273,7 @@ def _check_config(server: Server, requested: Any) -> None:
         server.info = profile.config_from_log(server.log_path.read_text(encoding="utf-8", errors="replace")) or {}
     if profile.version_path and "version" not in server.info:
         try:
-            server.info["version"] = requests.get(server.base_url + profile.version_path, timeout=30).json()["version"]
+            server.info["version"] = requests.get(server.base_url + profile.version_path, headers=server.headers, timeout=30).json()["version"]
         except (requests.RequestException, ValueError, KeyError):
             pass
     check = effective.compare(requested, server.info, profile)

@@ -133,7 +133,21 @@ class Matrix:
     known_issues: tuple[KnownIssue, ...]
     workloads: tuple[Workload, ...]
     server: ServerSettings = ServerSettings()
+    api_key: str | None = None  # passed to the server and sent by the load generator; never saved
+    secrets: frozenset[str] = frozenset()  # more env/flag names whose values are masked wherever we save
     path: Path = field(default=Path(), compare=False)
+
+    def secret_values(self) -> set[str]:
+        """Every value we must never write down: the api key, and env/args whose names look secret."""
+        from .redact import secret_values
+
+        pairs: list[tuple[str, object]] = [*self.env, *self.args]
+        for f in self.features:
+            pairs += [*f.on, *f.off]
+        for row in self.rows:
+            pairs += [*row.env, *row.args]
+        found = secret_values(pairs, self.secrets)
+        return found | ({self.api_key} if self.api_key else set())
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -273,6 +287,7 @@ def _join(path: str, key: str) -> str:
 TOP_KEYS = {
     "name": False, "engine": False, "launch": False, "model": True, "args": False, "env": False,
     "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True, "server": False,
+    "api_key": False, "secrets": False,
 }  # fmt: skip
 SERVER_KEYS = {"host": False, "startup_timeout": False, "shutdown_grace": False, "gpu_release_timeout": False,
                "oom_retry_mem_fraction": False}  # fmt: skip
@@ -330,7 +345,16 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         file=shown, name=name, engine=engine, launch=launch, model=model, args=args, env=env,
         features=features, rows=rows, generators=generators, known_issues=known_issues,
         workloads=workloads, server=_server(r, top), path=path,
+        api_key=None if top.get("api_key") is None else r.string(top["api_key"], top, "api_key", "api_key"),
+        secrets=frozenset(n.lower().replace("_", "-") for n in _names(r, top, "secrets")),
     )  # fmt: skip
+
+
+def _names(r: _Reader, top: LineDict, key: str) -> list[str]:
+    if top.get(key) is None:
+        return []
+    items = r.sequence(top[key], top, key, key)
+    return [r.string(v, items, i, f"{key}[{i}]") for i, v in enumerate(items)]
 
 
 def _seconds(r: _Reader, body: LineDict, key: str, default: float | None, minimum: float) -> float | None:

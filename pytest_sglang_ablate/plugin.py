@@ -16,9 +16,10 @@ import pytest
 
 if TYPE_CHECKING:
     from .launch import Server
-    from .workloads import Measured
     from .prepare import Prepared
+    from .results import Store
     from .rows import Case, Row
+    from .workloads import Measured
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,18 @@ class Settings:
     plan: bool
     engine_version: str | None
     engine_version_source: str
+    out: Path = Path("ablate-results")
+    resume: bool = False
 
 
 @dataclass
 class State:
     settings: Settings
     prepared: Prepared
+    store: Store
+    secrets: set[str]
     selected: list[Case] = field(default_factory=list)
+    cases: dict[str, Case] = field(default_factory=dict)  # node id -> the matrix case it runs
 
 
 STATE = pytest.StashKey[State]()
@@ -47,7 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ablate-plan", action="store_true", help="Print the rows, commands and expected outcomes; launch nothing")
     group.addoption("--ablate-sglang-version", metavar="VERSION",
                     help="Match known issues against this SGLang version instead of the installed one")  # fmt: skip
+    group.addoption("--ablate-out", metavar="DIR", help="Results directory: results.jsonl, server logs, report.md (default ablate-results)")
+    group.addoption("--ablate-resume", action="store_true",
+                    help="Skip cases already recorded in the results directory for the same matrix and engine version")  # fmt: skip
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
+    parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
 
 
@@ -72,7 +82,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
             Version(version)
         except InvalidVersion:
             raise pytest.UsageError(f"{source}: expected a version such as 0.4.3.post2, got {version!r}") from None
-    return Settings(matrix, shown, bool(config.getoption("ablate_plan")), version or None, source if version else "")
+    out = Path(config.getoption("ablate_out") or Path(config.rootpath, str(config.getini("ablate_out"))))
+    return Settings(matrix, shown, bool(config.getoption("ablate_plan")), version or None, source if version else "",
+                    out, bool(config.getoption("ablate_resume")))  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,9 +100,12 @@ def pytest_configure(config: pytest.Config) -> None:
         prepared = prepare(settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source)
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[STATE] = State(settings, prepared)
+    from .results import Store
+
+    secrets = prepared.ablation.matrix.secret_values()
+    config.stash[STATE] = State(settings, prepared, Store(settings.out, secrets), secrets)
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(BenchmarkRecorder(config), "ablate-benchmark-recorder")
+        config.pluginmanager.register(Recorder(config), "ablate-recorder")
     for feature in prepared.ablation.matrix.features:
         what = f": {feature.description}" if feature.description else ""
         config.addinivalue_line("markers", f"{feature.name}: ablation rows where feature {feature.name} is on{what}")
@@ -196,6 +211,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return (order.get(row, -1), rank.get(case, len(rank)))
 
     items.sort(key=run_order)
+    if state.settings.resume:
+        done = state.store.done(ablation.matrix.name, state.prepared.version)
+        skipped = [it for it in items if _param(it, "ablate_case") is not None and _param(it, "ablate_case").id in done]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [it for it in items if it not in skipped]
+    state.cases = {it.nodeid: c for it in items if (c := _param(it, "ablate_case")) is not None}
     state.selected = [c for c in (_param(it, "ablate_case") for it in items) if c is not None]
     bad_rows = {r for r in (_param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
     for row in sorted(bad_rows, key=order.__getitem__):
@@ -230,7 +252,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.fixture(scope="session")
-def sglang_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """The server of the current matrix row: launched once per row, shared by all of the row's tests, and
     stopped (with every process it started) before the next row's server starts. A launch failure is raised
     once and reported by every case of the row."""
@@ -241,10 +263,19 @@ def sglang_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     from .launch import start
 
     matrix = state.prepared.ablation.matrix
-    log_dir = tmp_path_factory.getbasetemp() / "ablate-servers"
-    server = start(request.param, engines.get(matrix.engine), matrix.server, log_dir)
-    yield server
-    server.stop()
+    row = request.param
+    try:
+        server = start(row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key)
+    finally:
+        for log in state.store.logs.glob(f"{row.id}*.log"):
+            state.store.mask_log(log)
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            state.store.mask_log(server.log_path)
 
 
 @pytest.fixture
@@ -265,7 +296,11 @@ def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Call
             "unverified_flags": server.unverified,
             "mem_fraction_static_retry": server.mem_fraction_static,
         }
-        request.node.user_properties.append((MEASURED, {"group": measured.group, "samples": measured.samples, "extra_info": extra}))
+        from .redact import data
+
+        secrets = request.config.stash[STATE].secrets
+        payload = {"group": measured.group, "samples": measured.samples, "extra_info": data(extra, secrets)}
+        request.node.user_properties.append((MEASURED, payload))
 
     return record
 
@@ -299,21 +334,72 @@ def ablate_progress(request: pytest.FixtureRequest) -> Iterator[Callable[[str], 
             reporter.write("\r" + " " * 154 + "\r", flush=True)
 
 
-class BenchmarkRecorder:
-    """Turns each passed case's samples into a pytest-benchmark entry. Registered only in the process that owns
-    pytest-benchmark's session (not on xdist workers); the samples travel there in the report."""
+class Recorder:
+    """Keeps every finished matrix case: a line in results.jsonl (also failures, with their class) and, for
+    passed cases, a pytest-benchmark entry. Registered only in the process that owns the session (not on
+    xdist workers); the figures travel there in the report's user_properties."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call" or not report.passed:
+        state = self.config.stash[STATE]
+        case = state.cases.get(report.nodeid)
+        final = report.when == "call" or (report.when == "setup" and not report.passed)
+        if case is None or not final:
             return
+        measured = [v for k, v in report.user_properties if k == MEASURED and isinstance(v, dict)]
+        state.store.append(self.record(state, case, report, measured[0] if measured else None))
         session = self.config.pluginmanager.get_plugin("pytest-benchmark")
-        if session is None:
+        if session is None or not report.passed:
             return
         from .benchjson import entry
 
-        for key, value in report.user_properties:
-            if key == MEASURED and isinstance(value, dict) and value["samples"]:
-                session.benchmarks.append(entry(report.nodeid, value["group"], value["samples"], value["extra_info"]))
+        for m in measured:
+            if m["samples"]:
+                session.benchmarks.append(entry(report.nodeid, m["group"], m["samples"], m["extra_info"]))
+
+    @staticmethod
+    def record(state: State, case: Case, report: pytest.TestReport, measured: dict[str, Any] | None) -> dict[str, Any]:
+        from .results import failure_class
+
+        xfail = getattr(report, "wasxfail", None)
+        if xfail is not None:
+            outcome = "xfailed" if report.skipped else "xpassed"
+        elif report.when == "setup" and report.failed:
+            outcome = "error"
+        else:
+            outcome = report.outcome
+        text = str(report.longrepr) if report.longrepr else ""
+        matrix = state.prepared.ablation.matrix
+        return {
+            "matrix": matrix.name, "matrix_file": matrix.file, "case": case.id, "row": case.row.id,
+            "features": list(case.row.features), "workload": case.workload.name, "kind": case.workload.kind,
+            "concurrency": case.level.concurrency if case.level else None,
+            "requests": case.level.requests if case.level else None,
+            "outcome": outcome, "failure_class": failure_class(text) if outcome in ("failed", "error", "xfailed") else None,
+            "known_issue": case.xfail, "message": text.strip().splitlines()[-1][:500] if text.strip() else None,
+            "figures": measured["extra_info"] if measured else None,
+            "engine": matrix.engine, "engine_version_expected": state.prepared.version,
+            "nodeid": report.nodeid, "duration_s": report.duration, "time": time.time(),
+        }  # fmt: skip
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """The benchmark file says which engine and GPUs the numbers come from (pytest-benchmark records neither)."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    from . import gpu
+
+    machine_info["ablate"] = {"engine": state.prepared.ablation.matrix.engine, "engine_version": state.prepared.version,
+                              "gpus": gpu.describe()}  # fmt: skip
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        commit_info["engine"] = state.prepared.ablation.matrix.engine
+        commit_info["engine_version"] = state.prepared.version

@@ -41,7 +41,7 @@ def served_model(server: Server) -> str:
     if isinstance(cached, str):
         return cached
     try:
-        data = requests.get(server.base_url + "/v1/models", timeout=30).json()["data"]
+        data = requests.get(server.base_url + "/v1/models", headers=server.headers, timeout=30).json()["data"]
         model = str(data[0]["id"])
     except (requests.RequestException, ValueError, KeyError, IndexError):
         model = server.row.argv[server.row.argv.index(server.profile.model_flag) + 1]
@@ -50,7 +50,7 @@ def served_model(server: Server) -> str:
 
 
 def _endpoint(server: Server) -> Endpoint:
-    return Endpoint(server.base_url)
+    return Endpoint(server.base_url, server.api_key)
 
 
 def _check_server(server: Server, records: list[Record]) -> None:
@@ -204,7 +204,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
 def _fresh_info(server: Server) -> dict[str, Any]:
     for path in server.profile.info_paths:
         try:
-            response = requests.get(server.base_url + path, timeout=30)
+            response = requests.get(server.base_url + path, headers=server.headers, timeout=30)
             if response.status_code == 200:
                 return dict(response.json())
         except (requests.RequestException, ValueError):

@@ -23,6 +23,7 @@ class EngineProfile:
     # {"importable", "version", "error", "results": {id: None | message}, "warnings": {id: [message]}}
     probe_source: str
     host_flag: str = "--host"
+    api_key_flag: str = "--api-key"
     port_flag: str = "--port"
     # ports the server opens besides --port, which must be free too
     extra_ports: Callable[[int, Args], list[int]] = lambda port, args: []
