@@ -6,6 +6,7 @@ import re
 from collections import deque
 from pathlib import Path
 
+from . import redact
 from .engines import EngineProfile
 
 TAIL_LINES = 40
@@ -37,8 +38,8 @@ def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple
 
 
 def describe(row_id: str, failure_class: str, what: str, evidence: str, log: Path, returncode: int | None,
-             profile: EngineProfile) -> str:  # fmt: skip
-    """The message a failing case shows: class, evidence, what to do, and the log tail."""
+             profile: EngineProfile, secrets: frozenset[str] = frozenset()) -> str:  # fmt: skip
+    """The message a failing case shows: class, evidence, what to do, and the log tail (secrets masked)."""
     lines = [
         f"row '{row_id}': {what} [{failure_class}]",
         f"  evidence: {evidence}" if evidence else "",
@@ -48,4 +49,4 @@ def describe(row_id: str, failure_class: str, what: str, evidence: str, log: Pat
         f"--- last {TAIL_LINES} lines of the server log ---",
         *tail(log),
     ]
-    return "\n".join(line for line in lines if line)
+    return redact.text("\n".join(line for line in lines if line), set(secrets))

@@ -54,6 +54,7 @@ class Server:
     mem_fraction_static: float | None = None  # the OOM-retry value this server runs with, if any
     stopped: StopReport | None = None
     api_key: str | None = None
+    secrets: frozenset[str] = frozenset()  # masked in every message
 
     @property
     def headers(self) -> dict[str, str]:
@@ -92,7 +93,7 @@ class Server:
         code = self.returncode()
         cause, evidence = failures.classify(self.log_path, code, self.profile)
         message = failures.describe(self.row.id, "died_during_workload",
-                                    f"the server died during a workload ({cause})", evidence, self.log_path, code, self.profile)  # fmt: skip
+                                    f"the server died during a workload ({cause})", evidence, self.log_path, code, self.profile, self.secrets)  # fmt: skip
         raise ServerDied(message, "died_during_workload")
 
     def flush_cache(self) -> bool:
@@ -172,7 +173,8 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv, flag, value]
 
 
-def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, api_key: str | None = None) -> Server:
+def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, api_key: str | None = None,
+          secrets: frozenset[str] = frozenset()) -> Server:  # fmt: skip
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
 
     With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
@@ -181,7 +183,7 @@ def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: P
     fractions: list[float | None] = [None, *settings.oom_retry_mem_fraction]
     for attempt, fraction in enumerate(fractions):
         try:
-            server = _start_once(row, profile, settings, log_dir, fraction, attempt, api_key)
+            server = _start_once(row, profile, settings, log_dir, fraction, attempt, api_key, secrets)
         except ServerLaunchError as e:
             if e.failure_class != "oom" or attempt == len(fractions) - 1:
                 raise
@@ -192,7 +194,7 @@ def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: P
 
 
 def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, fraction: float | None,
-                attempt: int, api_key: str | None) -> Server:  # fmt: skip
+                attempt: int, api_key: str | None, secrets: frozenset[str]) -> Server:  # fmt: skip
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
     name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
@@ -215,7 +217,7 @@ def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_
         # The supervisor's parent-death signal is tied to this (the main) thread.
         process = subprocess.Popen([*supervisor, *full], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True)  # fmt: skip
-    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process, api_key=api_key)
+    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process, api_key=api_key, secrets=secrets)
     try:
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
@@ -242,7 +244,7 @@ def _wait_ready(server: Server, began: float) -> None:
             code = server.returncode()
             cause, evidence = failures.classify(server.log_path, code, profile)
             message = failures.describe(server.row.id, cause, "the server exited during startup", evidence,
-                                        server.log_path, code, profile)  # fmt: skip
+                                        server.log_path, code, profile, server.secrets)  # fmt: skip
             raise ServerLaunchError(message, cause)
         try:
             if session.get(url, timeout=(0.5, 5)).status_code == 200:
@@ -252,7 +254,7 @@ def _wait_ready(server: Server, began: float) -> None:
             pass
         if time.monotonic() > deadline:
             message = failures.describe(server.row.id, "startup_timeout", f"no healthy answer from {url} within {timeout:.0f} s",
-                                        "", server.log_path, None, profile)  # fmt: skip
+                                        "", server.log_path, None, profile, server.secrets)  # fmt: skip
             raise ServerStartTimeout(message, "startup_timeout")
         time.sleep(POLL_S)
 
@@ -280,5 +282,5 @@ def _check_config(server: Server, requested: Any) -> None:
     server.unverified = check.unverified
     if check.differences:
         message = failures.describe(server.row.id, "config_drift", "the server runs a different config than the row asked for",
-                                    "; ".join(check.differences), server.log_path, None, profile)  # fmt: skip
+                                    "; ".join(check.differences), server.log_path, None, profile, server.secrets)  # fmt: skip
         raise ServerLaunchError(message, "config_drift")

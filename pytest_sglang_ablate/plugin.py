@@ -245,7 +245,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not state.selected:
         terminalreporter.line("no cases selected")
         return
-    terminalreporter.line(plan.render(p.ablation.matrix.engine, p.ablation.matrix.launch, state.selected, p.probe.rejected))
+    from .redact import text
+
+    terminalreporter.line(text(plan.render(p.ablation.matrix.engine, p.ablation.matrix.launch, state.selected, p.probe.rejected), state.secrets))
     for warning in plan.engine_warnings(state.selected, p.probe.warnings):
         terminalreporter.line(f"{p.ablation.matrix.engine} {p.probe.version} warns: {warning}")
     terminalreporter.line(plan.summary(state.selected))
@@ -265,7 +267,7 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     matrix = state.prepared.ablation.matrix
     row = request.param
     try:
-        server = start(row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key)
+        server = start(row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key, frozenset(state.secrets))
     finally:
         for log in state.store.logs.glob(f"{row.id}*.log"):
             state.store.mask_log(log)

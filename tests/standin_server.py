@@ -79,6 +79,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mem-fraction-static", type=float)
     p.add_argument("--speculative-algorithm")
     p.add_argument("--attention-backend")
+    p.add_argument("--api-key")
     for flag in ("trust-remote-code", "enable-torch-compile", "disable-cuda-graph", "disable-radix-cache", "enable-dp-attention"):
         p.add_argument(f"--{flag}", action="store_true")
     return p.parse_args(argv)
@@ -166,7 +167,7 @@ class Server:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
-                await self.route(method, path.split("?")[0], body, writer)
+                await self.route(method, path.split("?")[0], body, writer, headers)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -176,7 +177,10 @@ class Server:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         writer.write(f"HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
 
-    async def route(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> None:
+    def authorized(self, headers: dict[str, str]) -> bool:
+        return not self.args.api_key or headers.get("authorization") == f"Bearer {self.args.api_key}"
+
+    async def route(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
         if method == "GET" and path in ("/health", "/health_generate"):
             ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at
             self.reply(writer, 200 if ready else 503, {} if ready else {"error": "starting"})
@@ -189,6 +193,8 @@ class Server:
         elif method == "POST" and path == "/flush_cache":
             Stats.flushes += 1
             self.reply(writer, 200, b"Cache flushed.\n")
+        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate") and not self.authorized(headers):
+            self.reply(writer, 401, {"error": "invalid api key"})
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate"):
             if "crash_on_request" in OPTIONS:
                 die_like_a_scheduler()
