@@ -31,6 +31,7 @@ class Settings:
     engine_version_source: str
     out: Path = Path("ablate-results")
     resume: bool = False
+    baseline: Path | None = None
 
 
 @dataclass
@@ -56,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ablate-out", metavar="DIR", help="Results directory: results.jsonl, server logs, report.md (default ablate-results)")
     group.addoption("--ablate-resume", action="store_true",
                     help="Skip cases already recorded in the results directory for the same matrix and engine version")  # fmt: skip
+    group.addoption("--ablate-baseline", metavar="FILE_OR_DIR",
+                    help="Compare with an earlier run's results.jsonl (or its results directory) in report.md")  # fmt: skip
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
     parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
@@ -83,8 +86,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
         except InvalidVersion:
             raise pytest.UsageError(f"{source}: expected a version such as 0.4.3.post2, got {version!r}") from None
     out = Path(config.getoption("ablate_out") or Path(config.rootpath, str(config.getini("ablate_out"))))
+    baseline = config.getoption("ablate_baseline")
+    if baseline:
+        baseline = Path(baseline) / "results.jsonl" if Path(baseline).is_dir() else Path(baseline)
+        if not baseline.is_file():
+            raise pytest.UsageError(f"--ablate-baseline: no results file at {baseline} (expected a results.jsonl or its directory)")
     return Settings(matrix, shown, bool(config.getoption("ablate_plan")), version or None, source if version else "",
-                    out, bool(config.getoption("ablate_resume")))  # fmt: skip
+                    out, bool(config.getoption("ablate_resume")), baseline)  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -234,9 +242,49 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return None
 
 
+def _write_report(state: State) -> tuple[str, Path] | None:
+    """report.md in the results directory, from every record of this matrix (earlier resumed runs included)."""
+    from . import gpu, report
+    from .results import Store
+
+    matrix = state.prepared.ablation.matrix
+    records = report.latest(state.store.load(), matrix.name)
+    if not records:
+        return None
+    baseline = None
+    if state.settings.baseline is not None:
+        baseline = report.latest(Store(state.settings.baseline.parent, set()).load(), matrix.name)
+    served = sorted({str(v) for r in records if (v := (r.get("figures") or {}).get("engine_version"))})
+    environment = {
+        "matrix": matrix.file,
+        "engine": f"{matrix.engine} {', '.join(served) or state.prepared.version or '(version unknown)'}"
+                  + (" (as the servers reported it)" if served else ""),
+        "model": matrix.model, "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpu.describe()) or "none seen",
+        "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }  # fmt: skip
+    from .redact import text as masked
+
+    rendered = masked(report.render(matrix.name, list(matrix.feature_names), records, environment, baseline), state.secrets)
+    path = state.settings.out / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered, encoding="utf-8")
+    return rendered, path
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is None or not state.settings.plan:
+    if state is None:
+        return
+    if not state.settings.plan:
+        if hasattr(config, "workerinput"):
+            return
+        written = _write_report(state)
+        if written is not None:
+            rendered, path = written
+            terminalreporter.section(f"ablation results: {state.prepared.ablation.matrix.name}")
+            brief = rendered.split("## What each feature bought")[0].split("\n", 2)[2]  # the outcome line and the two tables
+            terminalreporter.line(brief.rstrip())
+            terminalreporter.line(f"full report: {path}   results: {state.store.path}")
         return
     from . import plan
 

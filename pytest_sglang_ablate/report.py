@@ -1,0 +1,168 @@
+"""report.md from the results: the seed page's two tables, footnotes for what did not run, what each feature
+bought, and the comparison with a baseline run. Reads records only; launches nothing."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from tabulate import tabulate
+
+Record = dict[str, Any]
+RAN = ("passed",)
+NOT_RUN = ("failed", "error", "xfailed")
+
+
+def latest(records: list[Record], matrix: str) -> list[Record]:
+    """The last record of each case of this matrix (a resumed or repeated run overrides earlier ones)."""
+    by_case: dict[str, Record] = {}
+    for r in records:
+        if r.get("matrix") == matrix:
+            by_case[r["case"]] = r
+    return list(by_case.values())
+
+
+class Notes:
+    """Numbered footnotes, one per distinct reason, in order of first use."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def ref(self, text: str) -> str:
+        if text not in self.items:
+            self.items.append(text)
+        return f"[{self.items.index(text) + 1}]"
+
+
+def _why(r: Record) -> str:
+    if r.get("failure_class"):
+        return f"{r['failure_class']}: {r.get('message') or ''}".strip()
+    if r["outcome"] == "xpassed" or "XPASS" in (r.get("message") or ""):
+        return f"ran, although a known issue says it should not: {r.get('known_issue')} (the rule is stale)"
+    return r.get("message") or r["outcome"]
+
+
+def _runnable(r: Record, notes: Notes) -> str:
+    if r["outcome"] == "passed":
+        return "yes"
+    if r["outcome"] == "xfailed":
+        return f"no {notes.ref('known issue: ' + str(r.get('known_issue')))}"
+    return f"no {notes.ref(_why(r))}"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def single_table(records: list[Record], features: list[str], notes: Notes) -> str:
+    rows = []
+    for r in records:
+        if r["kind"] != "single":
+            continue
+        figures = r.get("figures") or {}
+        on = set(r["features"])
+        rows.append([_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]])
+    return tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github") if rows else "(no single-query cases)"
+
+
+def batch_table(records: list[Record], notes: Notes) -> str:
+    rows = []
+    for r in records:
+        if r["kind"] != "batch":
+            continue
+        figures = r.get("figures") or {}
+        config = figures.get("effective_config") or {}
+        rows.append([
+            _runnable(r, notes), ", ".join(r["features"]) or "(none)", r.get("concurrency"),
+            _num(figures.get("throughput_tok_s")), _num(figures.get("per_request_decode_tok_s")), r.get("requests"),
+            config.get("max_running_requests", ""),
+        ])  # fmt: skip
+    headers = ["Runnable", "Features on", "Concurrency", "Avg throughput (p+d), tok/s", "Per-req throughput (d), tok/s",
+               "Total req", "Max running req"]  # fmt: skip
+    return tabulate(rows, headers, tablefmt="github") if rows else "(no batch cases)"
+
+
+def _headline(r: Record) -> tuple[str, float] | None:
+    figures = r.get("figures") or {}
+    key = "tps_at_1" if r["kind"] == "single" else "throughput_tok_s"
+    value = figures.get(key)
+    if r["outcome"] != "passed" or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return key, float(value)
+
+
+def attribution(records: list[Record], features: list[str]) -> str:
+    """For each feature: the ratio of each headline metric between rows that differ only in that feature."""
+    by_key: dict[tuple[frozenset[str], str, Any], float] = {}
+    for r in records:
+        h = _headline(r)
+        if h is not None:
+            by_key[(frozenset(r["features"]), r["workload"], r.get("concurrency"))] = h[1]
+    table = []
+    for f in features:
+        ratios: dict[tuple[str, Any], list[float]] = defaultdict(list)
+        for (on, workload, conc), value in by_key.items():
+            if f in on and (other := by_key.get((on - {f}, workload, conc))):
+                ratios[(workload, conc)].append(value / other)
+        for (workload, conc), values in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            metric = "TPS@1" if conc is None else f"throughput c{conc}"
+            table.append([f, f"{workload}: {metric}", len(values), f"{statistics.median(values):.2f}x",
+                          f"{min(values):.2f}-{max(values):.2f}x"])  # fmt: skip
+    if not table:
+        return "(no pair of measured rows differs in exactly one feature)"
+    return tabulate(table, ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"], tablefmt="github")
+
+
+def compare(records: list[Record], baseline: list[Record]) -> str:
+    """Each case's headline metric against the baseline run's, regressions first; the band is the two runs'
+    own spread (min-max over repetitions), so a change inside it is noise."""
+    base = {r["case"]: r for r in baseline}
+    rows = []
+    for r in records:
+        b = base.get(r["case"])
+        now, then = _headline(r), _headline(b) if b else None
+        if now is None or then is None:
+            continue
+        ratio = now[1] / then[1]
+        spread_key = f"{now[0]}_spread"
+        bands = [x.get("figures", {}).get(spread_key) or {} for x in (r, b)]  # type: ignore[union-attr]
+        noise = max(((s.get("max", 0) - s.get("min", 0)) / s["median"] for s in bands if s.get("median")), default=0.0)
+        verdict = "regression" if ratio < 1 - noise else "improvement" if ratio > 1 + noise else "within noise"
+        rows.append([r["case"], now[0], _num(then[1]), _num(now[1]), f"{ratio:.3f}", f"±{noise:.1%}", verdict])
+    rows.sort(key=lambda row: float(row[4]))
+    if not rows:
+        return "(no case measured in both runs)"
+    return tabulate(rows, ["Case", "Metric", "Baseline", "Now", "Ratio", "Noise band", "Verdict"], tablefmt="github")
+
+
+def render(name: str, features: list[str], records: list[Record], environment: dict[str, Any],
+           baseline: list[Record] | None = None) -> str:  # fmt: skip
+    notes = Notes()
+    single, batch = single_table(records, features, notes), batch_table(records, notes)
+    outcomes: dict[str, int] = defaultdict(int)
+    for r in records:
+        outcomes[r["outcome"]] += 1
+    parts = [
+        f"# Ablation report: {name}",
+        "",
+        ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + f" ({len(records)} cases)",
+        "",
+        "## Single query (TPS@1, tokens/s of one request)",
+        "",
+        single,
+        "",
+        "## Offline batch",
+        "",
+        batch,
+        "",
+    ]
+    if notes.items:
+        parts += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
+    parts += ["## What each feature bought", "", attribution(records, features), ""]
+    if baseline is not None:
+        parts += ["## Against the baseline", "", compare(records, baseline), ""]
+    parts += ["## Environment", "", *[f"- {k}: {v}" for k, v in environment.items()], "",
+              "Figures and their sources: docs/metrics.md (token counts from the server's usage, times from the client's clock)."]  # fmt: skip
+    return "\n".join(parts) + "\n"
