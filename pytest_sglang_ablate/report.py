@@ -41,7 +41,7 @@ def _why(r: Record) -> str:
         return f"{r['failure_class']}: {r.get('message') or ''}".strip()
     if r["outcome"] == "xpassed" or "XPASS" in (r.get("message") or ""):
         return f"ran, although a known issue says it should not: {r.get('known_issue')} (the rule is stale)"
-    return r.get("message") or r["outcome"]
+    return str(r.get("message") or r["outcome"])
 
 
 def _runnable(r: Record, notes: Notes) -> str:
