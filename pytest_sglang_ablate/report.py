@@ -64,7 +64,7 @@ def single_table(records: list[Record], features: list[str], notes: Notes) -> st
         figures = r.get("figures") or {}
         on = set(r["features"])
         rows.append([_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]])
-    return tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github") if rows else "(no single-query cases)"
+    return tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github", disable_numparse=True) if rows else "(no single-query cases)"
 
 
 def batch_table(records: list[Record], notes: Notes) -> str:
@@ -81,7 +81,7 @@ def batch_table(records: list[Record], notes: Notes) -> str:
         ])  # fmt: skip
     headers = ["Runnable", "Features on", "Concurrency", "Avg throughput (p+d), tok/s", "Per-req throughput (d), tok/s",
                "Total req", "Max running req"]  # fmt: skip
-    return tabulate(rows, headers, tablefmt="github") if rows else "(no batch cases)"
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no batch cases)"
 
 
 def _headline(r: Record) -> tuple[str, float] | None:
@@ -112,7 +112,7 @@ def attribution(records: list[Record], features: list[str]) -> str:
                           f"{min(values):.2f}-{max(values):.2f}x"])  # fmt: skip
     if not table:
         return "(no pair of measured rows differs in exactly one feature)"
-    return tabulate(table, ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"], tablefmt="github")
+    return tabulate(table, ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"], tablefmt="github", disable_numparse=True)
 
 
 def compare(records: list[Record], baseline: list[Record]) -> str:
@@ -134,7 +134,7 @@ def compare(records: list[Record], baseline: list[Record]) -> str:
     rows.sort(key=lambda row: float(row[4]))
     if not rows:
         return "(no case measured in both runs)"
-    return tabulate(rows, ["Case", "Metric", "Baseline", "Now", "Ratio", "Noise band", "Verdict"], tablefmt="github")
+    return tabulate(rows, ["Case", "Metric", "Baseline", "Now", "Ratio", "Noise band", "Verdict"], tablefmt="github", disable_numparse=True)
 
 
 def render(name: str, features: list[str], records: list[Record], environment: dict[str, Any],

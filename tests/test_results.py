@@ -128,3 +128,12 @@ def test_secrets_are_masked_in_the_plan_and_in_failure_messages(pytester: pytest
     failed.assert_outcomes(errors=2)
     out = failed.stdout.str()
     assert "--- last 40 lines of the server log ---" in out and api_key not in out and "open-sesame-99" not in out
+
+
+def test_report_md_is_written_at_the_end_with_the_tables(pytester: pytest.Pytester) -> None:
+    write_matrix(pytester, "tok_rate=500")
+    result = ablate(pytester, "-k", "not nextn")
+    result.assert_outcomes(passed=2)
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "## Single query" in report and "## Offline batch" in report and "| yes " in report
+    result.stdout.fnmatch_lines(["*ablation results: m*", "*full report: *report.md*"])

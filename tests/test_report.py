@@ -1,0 +1,71 @@
+"""report.md reproduces the seed page's tables from recorded results (rebuilt here from the seed's CSVs)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from pytest_sglang_ablate import report
+
+SEED = Path(__file__).parent / "data" / "seed"
+FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention"]
+NOTES = {"3": ("graph_capture", "Capture cuda graph failed"), "4": ("oom", "CUDA out of memory"),
+         "6": ("crash", "TypeError: object of type 'NoneType' has no len()")}  # fmt: skip
+
+
+def seed_records() -> list[dict[str, Any]]:
+    """What results.jsonl would hold had the plugin run the seed page's ablation."""
+    out = []
+    for kind, name in (("single", "single_query.csv"), ("batch", "offline_batch.csv")):
+        with open(SEED / name, newline="", encoding="utf-8") as f:
+            for i, s in enumerate(csv.DictReader(f)):
+                on = [x for x in FEATURES if s[x] == "1"]
+                ran = s["runnable"] in ("yes", "no->yes")
+                cls, message = NOTES.get(s["note"].split("->")[-1], (None, None)) if not ran else (None, None)
+                figures = ({"tps_at_1": float(s["tps_at_1"])} if kind == "single" else
+                           {"throughput_tok_s": float(s["avg_throughput_p_plus_d"] or "nan"),
+                            "per_request_decode_tok_s": float(s["per_req_decode_throughput"] or "nan"),
+                            "effective_config": {"max_running_requests": int(s["max_running_req"])}}) if ran else None  # fmt: skip
+                out.append({
+                    "matrix": "r1", "case": f"{kind}-{i}", "kind": kind, "workload": kind, "features": on,
+                    "concurrency": int(s["concurrency"]) if kind == "batch" and s["concurrency"] else None,
+                    "requests": int(s["total_req"]) if kind == "batch" and s["total_req"] else None,
+                    "outcome": "passed" if ran else "error", "failure_class": cls, "message": message, "figures": figures,
+                })  # fmt: skip
+    return out
+
+
+def test_report_reproduces_the_seed_pages_two_tables() -> None:
+    text = report.render("r1", FEATURES, seed_records(), {"engine": "sglang 0.4.3.post2"})
+    single = text.split("## Single query")[1].split("## Offline batch")[0]
+    batch = text.split("## Offline batch")[1].split("Notes:")[0]
+    lines = [ln for ln in single.splitlines() if ln.startswith("| yes") or ln.startswith("| no")]
+    assert len(lines) == 16
+    for tps in ("37.0", "33.6", "19.1", "6.5", "24.4", "23.6", "13.0", "41.0", "16.0", "15.8"):
+        assert tps in single, tps
+    assert sum(1 for ln in lines if ln.startswith("| no")) == 6
+    for value in ("3909.04", "306.18", "5457.14", "2100.85", "732.22", "19.93", "4098.18", "406.29"):
+        assert value in batch, value
+    batch_rows = [ln for ln in batch.splitlines() if ln.startswith("| yes") or ln.startswith("| no")]
+    assert len(batch_rows) == 28 and sum(1 for ln in batch_rows if ln.startswith("| no")) == 8
+    notes = text.split("Notes:")[1].split("##")[0]
+    assert "graph_capture: Capture cuda graph failed" in notes and "oom: CUDA out of memory" in notes
+    assert "crash: TypeError" in notes
+
+
+def test_attribution_compares_rows_that_differ_in_one_feature() -> None:
+    text = report.render("r1", FEATURES, seed_records(), {})
+    table = text.split("## What each feature bought")[1].split("##")[0]
+    # flashinfer_mla on vs off with torch compile, graph and radix cache: 33.6 / 37.0
+    assert "| flashinfer_mla | single: TPS@1" in table and "0.91x" in table
+
+
+def test_baseline_comparison_lists_regressions_first() -> None:
+    now = seed_records()
+    before = [dict(r, figures=dict(r["figures"], tps_at_1=r["figures"]["tps_at_1"] * 1.25)) if r["case"] == "single-0" else r
+              for r in now if r["figures"] is not None]  # fmt: skip
+    text = report.render("r1", FEATURES, now, {}, baseline=before)
+    table = text.split("## Against the baseline")[1]
+    first = [ln for ln in table.splitlines() if ln.startswith("| ") and "Case" not in ln and "---" not in ln][0]
+    assert first.startswith("| single-0") and "regression" in first and "0.800" in first
