@@ -265,6 +265,11 @@ def _write_report(state: State) -> tuple[str, Path] | None:
     from .redact import text as masked
 
     rendered = masked(report.render(matrix.name, list(matrix.feature_names), records, environment, baseline), state.secrets)
+    from . import plots
+
+    pngs = plots.render(records, state.settings.out, matrix.name)
+    if pngs:
+        rendered += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
     path = state.settings.out / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rendered, encoding="utf-8")

@@ -69,3 +69,13 @@ def test_baseline_comparison_lists_regressions_first() -> None:
     table = text.split("## Against the baseline")[1]
     first = [ln for ln in table.splitlines() if ln.startswith("| ") and "Case" not in ln and "---" not in ln][0]
     assert first.startswith("| single-0") and "regression" in first and "0.800" in first
+
+
+def test_plots_render_from_the_seed_results(tmp_path: Path) -> None:
+    from pytest_sglang_ablate import plots
+
+    records = [dict(r, row="+".join(r["features"])) for r in seed_records()]
+    written = plots.render(records, tmp_path, "r1")
+    assert [p.name for p in written] == ["throughput.png", "tradeoff.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
