@@ -8,14 +8,14 @@ Three clients, each in its own process pinned to one core, the stand-in pinned t
       json.loads of every data line;
   ours: loadgen.closed_loop(Client(...)), one keep-alive connection per stream, one SSE pass per TCP read.
 Every client takes a timestamp per streamed chunk, as a benchmark client must.
-- ingest: 64 concurrent /v1/completions streams, the server as fast as it goes (tok_rate=0); streamed chunks per
-  second of wall time and per client CPU-second (process CPU, threads included). Goals: ours/(a) >= 25x and
-  ours/(b) >= 3x in chunks per client CPU-second.
+- ingest: 64 concurrent /v1/completions streams of 500 tokens, the server as fast as it goes (tok_rate=0);
+  streamed chunks per second of wall time and per client CPU-second (process CPU, threads included).
+  Goals: ours/(a) >= 25x and ours/(b) >= 3x in chunks per client CPU-second.
 - accuracy: 256 concurrent streams of 200 tokens at 100 tokens/s each; the mean per-request decode rate
   (n - 1) / (last chunk - first chunk) on the client's clock against the same on the server's (/standin_stats,
   a fresh server per run). Goal: within 0.5 %. "in flight": the most streams the server had at once.
-Medians of --repeat runs, variants interleaved. CPU used on the two cores by other processes is reported: above
-5 % the figures are disturbed (wall-time ones most).
+Medians of --repeat runs, variants interleaved. A run during which other processes used more than 5 % of the two
+cores is redone (twice at most); the most they used in a kept run is reported.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ except ImportError:
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 LABELS = {"openai": "(a) AsyncOpenAI threads", "aiohttp": "(b) aiohttp session/req", "ours": "ours closed_loop"}
-INGEST_REQUESTS = {"openai": 64, "aiohttp": 384, "ours": 768}  # ~3-10 s each at the expected rates
-INGEST_TOKENS, INGEST_CONCURRENCY = 1000, 64
+INGEST_REQUESTS = {"openai": 64, "aiohttp": 512, "ours": 1024}  # ~2-7 s each at the expected rates
+INGEST_TOKENS, INGEST_CONCURRENCY = 500, 64  # the seed's batch outputs averaged 460 tokens
 ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_RATE = 256, 200, 100
+QUIET = 0.05  # most CPU other processes may use on the two cores during a run (a shared machine's noise)
 Streams = list[tuple[list[float], int]]  # per request: chunk arrival times (client clock), completion tokens
 Mark = Callable[[], None]  # called when the measured window starts
 
@@ -61,7 +62,6 @@ Mark = Callable[[], None]  # called when the measured window starts
 def payload(tokens: int) -> dict[str, Any]:
     return {"model": "m", "prompt": "hello world", "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-
 
 
 def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
@@ -138,7 +138,8 @@ def run_ours(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> St
     return [(r.chunk_times, r.completion_tokens or 0) if r.ok else ([], 0) for r in records]
 
 
-RUNNERS: dict[str, Callable[[str, int, int, int, Mark], Streams]] = dict(openai=run_openai, aiohttp=run_aiohttp, ours=run_ours)
+RUNNERS: dict[str, Callable[[str, int, int, int, Mark], Streams]] = {"openai": run_openai, "aiohttp": run_aiohttp,
+                                                                     "ours": run_ours}  # fmt: skip
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -152,9 +153,8 @@ def worker(args: argparse.Namespace) -> None:
     streams = RUNNERS[args.worker](f"http://127.0.0.1:{args.port}", args.requests, args.tokens, args.concurrency, mark)
     cpu, wall = time.process_time() - clock[0], time.perf_counter() - clock[1]
     rates = [(u - 1) / (t[-1] - t[0]) for t, u in streams if u > 1 and len(t) > 1 and t[-1] > t[0]]
-    complete = sum(1 for t, u in streams if len(t) == args.tokens and u == args.tokens)
-    print(json.dumps({"chunks": sum(len(t) for t, _ in streams), "wall": wall, "cpu": cpu, "rates": rates,
-                      "failed": args.requests - complete}))  # fmt: skip
+    failed = args.requests - sum(1 for t, u in streams if len(t) == args.tokens and u == args.tokens)
+    print(json.dumps({"chunks": sum(len(t) for t, _ in streams), "wall": wall, "cpu": cpu, "rates": rates, "failed": failed}))
 
 
 
@@ -190,7 +190,8 @@ def cpu_seconds(cores: tuple[int, int]) -> tuple[float, float]:
     """CPU seconds spent on these cores by every process, and by ours (this one and its reaped children)."""
     t = psutil.cpu_times(percpu=True)
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return sum(t[c].user + t[c].nice + t[c].system for c in cores), own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    ours = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return sum(t[c].user + t[c].nice + t[c].system for c in cores), ours
 
 
 def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, cores: tuple[int, int]) -> dict[str, float]:
@@ -208,10 +209,20 @@ def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, 
     (all1, ours1), wall = cpu_seconds(cores), time.perf_counter() - wall0
     rate = statistics.fmean(r["rates"])
     truth = statistics.fmean((q["completion_tokens"] - 1) / (q["last"] - q["first"]) for q in stats["requests"])
-    return {"requests": n, "chunks/s": r["chunks"] / r["wall"], "chunks/CPU-s": r["chunks"] / r["cpu"], "client CPU": r["cpu"] / r["wall"],
-            "server CPU": server_cpu / r["wall"], "failed": r["failed"], "client tok/s": rate, "server tok/s": truth,
-            "error %": 100 * (rate / truth - 1), "in flight": stats["max_in_flight"],
-            "foreign": (all1 - all0 - (ours1 - ours0)) / (len(cores) * wall)}  # fmt: skip
+    return {"requests": n, "chunks/s": r["chunks"] / r["wall"], "chunks/CPU-s": r["chunks"] / r["cpu"],
+            "client CPU": r["cpu"] / r["wall"], "server CPU": server_cpu / r["wall"], "failed": r["failed"],
+            "client tok/s": rate, "server tok/s": truth, "error %": 100 * (rate / truth - 1),
+            "in flight": stats["max_in_flight"], "foreign": (all1 - all0 - (ours1 - ours0)) / (len(cores) * wall)}  # fmt: skip
+
+
+def measure_quietly(*args: Any) -> dict[str, float]:
+    """measure(), rerun (at most twice) while other processes used more than 5 % of the two cores."""
+    for attempt in range(3):
+        result = measure(*args)
+        result["reruns"] = attempt
+        if result["foreign"] <= QUIET:
+            break
+    return result
 
 
 def table(title: str, results: dict[str, list[dict[str, float]]], columns: dict[str, str]) -> dict[str, float]:
@@ -242,9 +253,10 @@ def main() -> None:
     accuracy: dict[str, list[dict[str, float]]] = {v: [] for v in RUNNERS}
     for _ in range(args.repeat):
         for v in RUNNERS:
-            ingest[v].append(measure(v, 0, INGEST_REQUESTS[v], INGEST_TOKENS, INGEST_CONCURRENCY, cores))
+            ingest[v].append(measure_quietly(v, 0, INGEST_REQUESTS[v], INGEST_TOKENS, INGEST_CONCURRENCY, cores))
         for v in RUNNERS:
-            accuracy[v].append(measure(v, ACCURACY_RATE, ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_REQUESTS, cores))
+            accuracy[v].append(measure_quietly(v, ACCURACY_RATE, ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_REQUESTS,
+                                               cores))  # fmt: skip
 
     print(f"Client benchmark: stand-in on core {cores[1]}, each client in its own process on core {cores[0]}; "
           f"medians of {args.repeat} run(s)")  # fmt: skip
@@ -260,9 +272,11 @@ def main() -> None:
                                                 "client CPU": ".0%", "in flight": ".0f", "failed": ".0f"})  # fmt: skip
     print(f"  per-request decode rate, ours vs the server: {error['ours']:+.2f} %   goal within 0.5 %   "
           f"{'met' if abs(error['ours']) <= 0.5 else 'MISSED'}")  # fmt: skip
-    foreign = max(r["foreign"] for runs in (*ingest.values(), *accuracy.values()) for r in runs)
-    print(f"\nOther processes used at most {foreign:.0%} of the two cores during a run"
-          + (": DISTURBED, rerun on a quiet machine" if foreign > 0.05 else ""))
+    kept = [r for runs in (*ingest.values(), *accuracy.values()) for r in runs]
+    foreign = max(r["foreign"] for r in kept)
+    print(f"\nOther processes used at most {foreign:.1%} of the two cores during a kept run "
+          f"({sum(r['reruns'] for r in kept):.0f} disturbed run(s) redone)"
+          + ("; DISTURBED: rerun on a quiet machine" if foreign > QUIET else ""))  # fmt: skip
     print(f"Took {time.perf_counter() - t0:.0f} s")
 
 

@@ -41,7 +41,6 @@ class State:
     store: Store
     secrets: set[str]
     selected: list[Case] = field(default_factory=list)
-    cases: dict[str, Case] = field(default_factory=dict)  # node id -> the matrix case it runs
 
 
 STATE = pytest.StashKey[State]()
@@ -160,8 +159,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-def _marks(row: Row, xfail: str | None, expected: tuple[type[BaseException], ...]) -> list[pytest.MarkDecorator]:
+def _marks(row: Row, xfail: str | None, expected: tuple[type[BaseException], ...], xdist: bool) -> list[pytest.MarkDecorator]:
     marks = [getattr(pytest.mark, f) for f in row.features]
+    if xdist:  # with --dist loadgroup a row's cases stay on one worker: one launch per row
+        marks.append(pytest.mark.xdist_group(row.id))
     if xfail:
         # a known issue expects the server to fail; a wrong answer or an assertion still fails the case
         marks.append(pytest.mark.xfail(reason=xfail, raises=expected, strict=True))
@@ -175,16 +176,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from .errors import ServerLaunchError
 
     ablation = state.prepared.ablation
+    xdist = metafunc.config.pluginmanager.hasplugin("xdist")
     kind = getattr(metafunc.function, "workload_kind", None)
     if kind is not None and isinstance(metafunc.definition.parent, MatrixFile):
         params = [
-            pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.expected_errors))
+            pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.expected_errors, xdist))
             for c in ablation.cases if c.workload.kind == kind
         ]  # fmt: skip
         metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
     else:
         # a user's own test that uses the server: once per row, with the whole-row known issues
-        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), (ServerLaunchError,))) for r in ablation.rows]
+        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), (ServerLaunchError,), xdist)) for r in ablation.rows]
         metafunc.parametrize("sglang_server", params, indirect=True, scope="session")
 
 
@@ -225,7 +227,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if skipped:
             config.hook.pytest_deselected(items=skipped)
             items[:] = [it for it in items if it not in skipped]
-    state.cases = {it.nodeid: c for it in items if (c := _param(it, "ablate_case")) is not None}
     state.selected = [c for c in (_param(it, "ablate_case") for it in items) if c is not None]
     bad_rows = {r for r in (_param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
     for row in sorted(bad_rows, key=order.__getitem__):
@@ -396,10 +397,17 @@ class Recorder:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.by_id = {c.id: c for c in config.stash[STATE].prepared.ablation.cases}
+
+    def case_of(self, nodeid: str) -> Case | None:
+        """The matrix case a report is about, from its node id alone (an xdist controller collects nothing)."""
+        name = nodeid.split("@")[0].rsplit("::", 1)[-1]
+        func, _, param = name.partition("[")
+        return self.by_id.get(param[:-1]) if func in ("test_single", "test_batch") else None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.config.stash[STATE]
-        case = state.cases.get(report.nodeid)
+        case = self.case_of(report.nodeid)
         final = report.when == "call" or (report.when == "setup" and not report.passed)
         if case is None or not final:
             return
@@ -436,7 +444,7 @@ class Recorder:
             "known_issue": case.xfail, "message": text.strip().splitlines()[-1][:500] if text.strip() else None,
             "figures": measured["extra_info"] if measured else None,
             "engine": matrix.engine, "engine_version_expected": state.prepared.version,
-            "nodeid": report.nodeid, "duration_s": report.duration, "time": time.time(),
+            "nodeid": report.nodeid.split("@")[0], "duration_s": report.duration, "time": time.time(),
         }  # fmt: skip
 
 

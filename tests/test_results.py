@@ -137,3 +137,14 @@ def test_report_md_is_written_at_the_end_with_the_tables(pytester: pytest.Pytest
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     assert "## Single query" in report and "## Offline batch" in report and "| yes " in report
     result.stdout.fnmatch_lines(["*ablation results: m*", "*full report: *report.md*"])
+
+
+def test_under_xdist_rows_stay_on_one_worker_and_results_reach_the_controller(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_matrix(pytester, "tok_rate=500")
+    monkeypatch.setenv("STANDIN_PIDS", str(pytester.path / "pids"))
+    result = ablate(pytester, "-n", "2", "--dist", "loadgroup", "--benchmark-json=bench.json")
+    result.assert_outcomes(passed=6)
+    assert len((pytester.path / "pids").read_text().split()) == 3  # one launch per row
+    names = {b["fullname"] for b in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
+    assert "m.yaml::test_batch[radix_cache+nextn-batch-c2]" in names and len(names) == 6  # no "@group" suffix
+    assert len(records(pytester)) == 6
