@@ -119,6 +119,15 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class PrepareStep:
+    """A command run once before the first row (e.g. SGLang's compile_deep_gemm), skipped when `creates` exists."""
+
+    run: tuple[str, ...]
+    creates: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Matrix:
     file: str
     name: str
@@ -133,6 +142,7 @@ class Matrix:
     known_issues: tuple[KnownIssue, ...]
     workloads: tuple[Workload, ...]
     server: ServerSettings = ServerSettings()
+    prepare: tuple[PrepareStep, ...] = ()
     api_key: str | None = None  # passed to the server and sent by the load generator; never saved
     secrets: frozenset[str] = frozenset()  # more env/flag names whose values are masked wherever we save
     path: Path = field(default=Path(), compare=False)
@@ -287,7 +297,7 @@ def _join(path: str, key: str) -> str:
 TOP_KEYS = {
     "name": False, "engine": False, "launch": False, "model": True, "args": False, "env": False,
     "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True, "server": False,
-    "api_key": False, "secrets": False,
+    "api_key": False, "secrets": False, "prepare": False,
 }  # fmt: skip
 SERVER_KEYS = {"host": False, "startup_timeout": False, "shutdown_grace": False, "gpu_release_timeout": False,
                "oom_retry_mem_fraction": False}  # fmt: skip
@@ -347,7 +357,28 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         workloads=workloads, server=_server(r, top), path=path,
         api_key=None if top.get("api_key") is None else r.string(top["api_key"], top, "api_key", "api_key"),
         secrets=frozenset(n.lower().replace("_", "-") for n in _names(r, top, "secrets")),
+        prepare=_prepare(r, top),
     )  # fmt: skip
+
+
+def _prepare(r: _Reader, top: LineDict) -> tuple[PrepareStep, ...]:
+    if top.get("prepare") is None:
+        return ()
+    items = r.sequence(top["prepare"], top, "prepare", "prepare")
+    steps = []
+    for i, item in enumerate(items):
+        p = f"prepare[{i}]"
+        body = r.mapping(item, items, i, p)
+        r.keys(body, {"run": True, "creates": False, "env": False}, p)
+        if isinstance(body["run"], str):
+            raise r.fail(body, "run", f"{p}.run", "expected a list of strings (argv, never a shell line)")
+        argv = r.sequence(body["run"], body, "run", f"{p}.run", non_empty=True)
+        steps.append(PrepareStep(
+            run=tuple(r.string(v, argv, j, f"{p}.run[{j}]", allow_number=True) for j, v in enumerate(argv)),
+            creates=None if body.get("creates") is None else r.string(body["creates"], body, "creates", f"{p}.creates"),
+            env=r.env(body.get("env"), body, "env", f"{p}.env"),
+        ))  # fmt: skip
+    return tuple(steps)
 
 
 def _names(r: _Reader, top: LineDict, key: str) -> list[str]:

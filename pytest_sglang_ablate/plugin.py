@@ -41,6 +41,8 @@ class State:
     store: Store
     secrets: set[str]
     selected: list[Case] = field(default_factory=list)
+    prepare_done: bool = False
+    prepare_error: Exception | None = None
 
 
 STATE = pytest.StashKey[State]()
@@ -320,6 +322,16 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
     matrix = state.prepared.ablation.matrix
     row = request.param
+    if state.prepare_error is None and not state.prepare_done and matrix.prepare:
+        from .prepare_steps import PrepareError, run
+
+        try:
+            run(matrix.prepare, matrix.env, state.store.logs / "prepare.log")
+        except PrepareError as e:
+            state.prepare_error = e
+        state.prepare_done = True
+    if state.prepare_error is not None:
+        raise state.prepare_error  # every row reports it; none launches
     try:
         server = start(row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key, frozenset(state.secrets))
     finally:
