@@ -51,6 +51,8 @@ class _Response(asyncio.Protocol):
         self.state = "head"
         self.status = 0
         self.chunked = False
+        self.until_close = False
+        self.crlf = False
         self.remaining = 0
         self.sse = b""
         self.body = b""
@@ -61,6 +63,9 @@ class _Response(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.until_close and exc is None and self.finished is not None and not self.finished.done():
+            self._complete()  # a body delimited by the end of the connection
+            return
         if self.finished is not None and not self.finished.done():
             self.finished.set_exception(ConnectionError(f"connection closed by the server ({exc or 'EOF'})"))
 
@@ -74,22 +79,12 @@ class _Response(asyncio.Protocol):
                 self.transport.close()
 
     def _parse(self, data: bytes) -> None:
-        now = time.perf_counter()
-        buf = self.buf + data
+        now = time.perf_counter()  # one clock reading per TCP read: every event in it arrived then
+        buf = self.buf + data if self.buf else data
         pos = 0
+        payloads: list[bytes] = []  # the HTTP chunks of this read, handed to the SSE parser in one piece
         while self.finished is not None and not self.finished.done():
-            if self.state == "head":
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    break
-                lines = buf[pos:end].split(b"\r\n")
-                self.status = int(lines[0].split()[1])
-                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines[1:] if b":" in ln)}
-                self.chunked = headers.get(b"transfer-encoding", b"").lower() == b"chunked"
-                self.remaining = int(headers.get(b"content-length", b"0"))
-                self.state = "chunks" if self.chunked else "sized"
-                pos = end + 4
-            elif self.state == "chunks":
+            if self.state == "chunks":
                 eol = buf.find(b"\r\n", pos)
                 if eol < 0:
                     break
@@ -97,42 +92,62 @@ class _Response(asyncio.Protocol):
                 if size == 0:  # the last chunk: "0\r\n" then the (empty) trailer's "\r\n"
                     if len(buf) < eol + 4:
                         break
+                    self._payload(payloads, now)
+                    payloads = []
                     self._complete()
                     pos = eol + 4
                     break
-                if len(buf) < eol + 2 + size + 2:
+                end = eol + 2 + size
+                if len(buf) < end + 2:
                     break
-                self._payload(buf[eol + 2 : eol + 2 + size], now)
-                pos = eol + 2 + size + 2
-            else:  # "sized"
-                take = min(self.remaining, len(buf) - pos)
-                self._payload(buf[pos : pos + take], now)
+                payloads.append(buf[eol + 2 : end])
+                pos = end + 2
+            elif self.state == "head":
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    break
+                lines = buf[pos:end].split(b"\r\n")
+                self.status = int(lines[0].split()[1])
+                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines[1:] if b":" in ln)}
+                self.chunked = headers.get(b"transfer-encoding", b"").lower() == b"chunked"
+                self.until_close = not self.chunked and b"content-length" not in headers
+                self.remaining = int(headers.get(b"content-length", b"0"))
+                self.state = "chunks" if self.chunked else "sized"
+                pos = end + 4
+                if not self.chunked and not self.until_close and self.remaining == 0:
+                    self._complete()
+                    break
+            else:  # "sized", or until the server closes the connection
+                take = len(buf) - pos if self.until_close else min(self.remaining, len(buf) - pos)
+                self.body += buf[pos : pos + take]
                 self.remaining -= take
                 pos += take
-                if self.remaining == 0:
+                if self.remaining == 0 and not self.until_close:
                     self._complete()
                 break
+        if payloads:
+            self._payload(payloads, now)
         self.buf = buf[pos:]
 
-    def _payload(self, data: bytes, now: float) -> None:
-        if self.status != 200 or not self.chunked:
-            self.body += data  # an error body, or a whole (unchunked) answer parsed at the end
+    def _payload(self, payloads: list[bytes], now: float) -> None:
+        data = b"".join(payloads)
+        if self.status != 200:
+            self.body += data
             return
-        sse = self.sse + data
-        start = 0
-        while True:
-            end = sse.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(sse[start:end], now)
-            start = end + 2
-        self.sse = sse[start:]
+        if self.crlf or (not self.sse and b"\r\n\r\n" in data[:4096]):
+            self.crlf = True  # SSE allows CRLF line ends: normalise once per response, not per event
+            data = data.replace(b"\r\n", b"\n")
+        events = (self.sse + data).split(b"\n\n")
+        self.sse = events.pop()  # an incomplete event waits for the next read
+        event = self._event
+        for e in events:
+            event(e, now)
 
     def _event(self, event: bytes, now: float) -> None:
         record = self.record
         assert record is not None
-        if event.startswith(DONE):
-            return
+        if event.startswith(DONE) or event.startswith(b":") or not event:
+            return  # the end marker, an SSE comment (keep-alive ping), or an empty line
         if b'"usage"' in event and b'"usage":null' not in event:
             parsed = json.loads(event[5:])
             usage = parsed.get("usage") or {}

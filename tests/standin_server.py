@@ -17,6 +17,7 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   ttft_ms=T           the first token of each request comes T ms after the request (default 0)
   answer=TEXT         the chat answer's text, cycled over the tokens (default "tok"); reasoning=K puts the
                       first K tokens into reasoning_content instead
+  burst=N             with tok_rate=0, send N token chunks per socket write (a fast server under load), default 1
   no_usage            streams end without the usage chunk
   prompt_offset=N     report N more prompt tokens than were sent (a tokenizer disagreeing with the client)
   fail_every=N        every Nth generation request answers 500
@@ -158,6 +159,7 @@ class Server:
         self.ttft = float(OPTIONS.get("ttft_ms") or 0) / 1000
         self.answer = OPTIONS.get("answer") or "tok"
         self.reasoning = int(OPTIONS.get("reasoning") or 0)
+        self.burst = int(OPTIONS.get("burst") or 1) if self.interval == 0 else 1
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -226,6 +228,7 @@ class Server:
             if chat:
                 self.event(writer, {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
             start = time.monotonic() + self.ttft
+            pending: list[bytes] = []
             for i in range(n):
                 due = start + i * self.interval
                 delay = due - time.monotonic()
@@ -239,11 +242,14 @@ class Server:
                     chunk = {"choices": [{"index": 0, "delta": {key: self.token(i)}, "finish_reason": finish}]}
                 else:
                     chunk = {"choices": [{"index": 0, "text": self.token(i), "finish_reason": finish}]}
-                self.event(writer, chunk)
+                pending.append(self.encode(chunk))
+                if len(pending) >= self.burst or i == n - 1:
+                    writer.write(b"".join(pending))
+                    pending.clear()
                 now = time.time()
                 record.setdefault("first", now)
                 record["last"] = now
-                if i and i % 40 == 0:  # SGLang's decode log line, every --decode-log-interval (40) iterations
+                if i and i % 40 == 0 and self.interval:  # SGLang's decode log line, every --decode-log-interval (40) iterations
                     rate = 40 / (now - record.get("logged", record["first"])) if i > 40 else i / (now - record["first"])
                     record["logged"] = now
                     log(f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, cuda graph: True, "
@@ -268,9 +274,13 @@ class Server:
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
     @staticmethod
-    def event(writer: asyncio.StreamWriter, chunk: Any) -> None:
+    def encode(chunk: Any) -> bytes:
+        """One SSE event as one HTTP chunk."""
         payload = b"data: " + (b"[DONE]" if chunk is None else json.dumps(chunk, separators=(",", ":")).encode()) + b"\n\n"
-        writer.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+    def event(self, writer: asyncio.StreamWriter, chunk: Any) -> None:
+        writer.write(self.encode(chunk))
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -1,0 +1,89 @@
+"""The load generator's HTTP/SSE parsing, fed hand-made server answers split at every possible byte."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from pytest_sglang_ablate.loadgen import Record, _Response
+
+
+def chunked(*events: bytes, crlf: bool = False) -> bytes:
+    sep = b"\r\n\r\n" if crlf else b"\n\n"
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e + sep), e + sep) for e in events)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
+
+
+def token(text: str) -> bytes:
+    return b"data: " + json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": None}]}).encode()
+
+
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}'
+DONE = b"data: [DONE]"
+
+
+def feed(answer: bytes, cut: int | None = None, keep_text: bool = False) -> Record:
+    """Deliver `answer` in two reads split at `cut` (or byte by byte when cut is -1)."""
+
+    async def go() -> Record:
+        proto = _Response()
+        record = Record()
+        proto.reset(record, keep_text)
+        parts = [answer[i : i + 1] for i in range(len(answer))] if cut == -1 else [answer[:cut], answer[cut:]] if cut else [answer]
+        for part in parts:
+            proto.data_received(part)
+        assert proto.finished is not None and proto.finished.done()
+        proto.finished.result()
+        return record
+
+    return asyncio.run(go())
+
+
+STREAM = chunked(token("a"), token("b"), token("c"), USAGE, DONE)
+
+
+@pytest.mark.parametrize("cut", [None, -1, *range(1, len(STREAM), 7)])
+def test_a_stream_split_anywhere_gives_the_same_tokens_and_usage(cut: int | None) -> None:
+    record = feed(STREAM, cut)
+    assert (len(record.chunk_times), record.prompt_tokens, record.completion_tokens, record.error) == (3, 7, 3, None)
+
+
+def test_crlf_separated_events_are_read() -> None:
+    record = feed(chunked(token("a"), token("b"), USAGE, DONE, crlf=True))
+    assert (len(record.chunk_times), record.completion_tokens) == (2, 3)
+
+
+def test_sse_comments_are_not_tokens() -> None:
+    record = feed(chunked(b": ping", token("a"), b": ping", USAGE, DONE))
+    assert len(record.chunk_times) == 1
+
+
+def test_chat_role_only_event_is_not_a_token_and_reasoning_is_kept_apart() -> None:
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+    think = b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}'
+    say = b'data: {"choices":[{"index":0,"delta":{"content":"42"}}]}'
+    record = feed(chunked(role, think, say, USAGE, DONE), keep_text=True)
+    assert (record.text, record.reasoning, len(record.chunk_times)) == ("42", "hmm", 2)
+
+
+def test_an_error_status_is_a_failed_request_with_the_servers_words() -> None:
+    body = b'{"error": {"message": "bad request"}}'
+    record = feed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert record.error is not None and record.error.startswith("HTTP 400") and "bad request" in record.error
+
+
+def test_a_body_ended_by_closing_the_connection_is_read() -> None:
+    async def go() -> Record:
+        proto = _Response()
+        record = Record()
+        proto.reset(record, False)
+        proto.data_received(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + token("a") + b"\n\n" + USAGE + b"\n\n")
+        proto.connection_lost(None)
+        assert proto.finished is not None
+        proto.finished.result()
+        return record
+
+    record = asyncio.run(go())
+    assert (len(record.chunk_times), record.completion_tokens) == (1, 3)
