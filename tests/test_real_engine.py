@@ -75,3 +75,6 @@ def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pyt
     assert (c4["completed"], c4["input_tokens"], c4["output_tokens"]) == (8, 8 * 32, 8 * 24)
     assert c4["throughput_tok_s"] > 0 and c4["failed"] == 0
     assert engine_processes(tiny_model) == []  # APIServer, EngineCore and worker processes all gone
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "## Single query" in report and "| prefix_caching | batch: throughput c4 " in report  # one-feature pairs
+    assert "vllm 0.32.0 (as the servers reported it)" in report
