@@ -52,11 +52,44 @@ try:
 except importlib.metadata.PackageNotFoundError:
     out["error"] = "sglang is not installed"
     print(json.dumps(out)); sys.exit(0)
-# sglang.srt.utils.common imports triton; a GPU-less parse needs only its name. Drop the stub afterwards so
-# torch never takes it for a real triton.
-stub = "triton" not in sys.modules and importlib.util.find_spec("triton") is None
+# SGLang's utils import triton (and triton.runtime, and decorate with triton.jit) at import time; a GPU-less parse
+# needs only the names. A meta-path finder serves dummy triton modules for the import, and is removed after, so
+# nothing later takes them for a real triton. Not used where a real triton is installed.
+import importlib.abc, importlib.machinery
+
+class _Anything:
+    def __call__(self, *a, **k):
+        return a[0] if len(a) == 1 and callable(a[0]) and not k else _Anything()  # decorators keep the function
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return _Anything()
+    def __getitem__(self, key):
+        return _Anything()
+    def __mro_entries__(self, bases):
+        return (object,)
+
+class _Module(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return _Anything()
+
+class _Triton(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "triton" or name.startswith("triton."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+    def create_module(self, spec):
+        module = _Module(spec.name)
+        module.__path__ = []
+        return module
+    def exec_module(self, module):
+        pass
+
+stub = _Triton() if importlib.util.find_spec("triton") is None else None
 if stub:
-    sys.modules["triton"] = types.ModuleType("triton")
+    sys.meta_path.insert(0, stub)
 try:
     from sglang.srt.server_args import ServerArgs
 except BaseException as e:
@@ -64,7 +97,9 @@ except BaseException as e:
     print(json.dumps(out)); sys.exit(0)
 finally:
     if stub:
-        sys.modules.pop("triton", None)
+        sys.meta_path.remove(stub)
+        for name in [n for n in sys.modules if n == "triton" or n.startswith("triton.")]:
+            sys.modules.pop(name)
 out["importable"] = True
 
 class ParseError(Exception):
