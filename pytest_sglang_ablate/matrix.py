@@ -41,6 +41,7 @@ class SingleWorkload:
     max_tokens: int = 2048
     repeat: int = 1
     request_timeout: float = 600.0
+    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
     kind: str = "single"
 
 
@@ -61,6 +62,7 @@ class BatchWorkload:
     client_cpu_limit: float = 0.9  # the load generator's CPU share of one core above which it may be the bottleneck
     loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
     client_processes: int = 1  # load-generator processes, for loads one core cannot drive
+    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
     kind: str = "batch"
 
 
@@ -306,11 +308,12 @@ GENERATE_KEYS = {
     "mode": True, "features": False, "exclude_known_issues": False, "args": False, "env": False,
     "workloads": False, "note": False,
 }  # fmt: skip
-SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False, "repeat": False, "request_timeout": False}
+SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False, "repeat": False, "request_timeout": False,
+               "client_cpus": False}  # fmt: skip
 BATCH_KEYS = {
     "kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False, "repeat": False,
     "cold_start_burst": False, "max_failed": False, "token_ids": False, "token_tolerance": False, "request_timeout": False,
-    "client_cpu_limit": False, "loop_lag_limit_ms": False, "client_processes": False,
+    "client_cpu_limit": False, "loop_lag_limit_ms": False, "client_processes": False, "client_cpus": False,
 }  # fmt: skip
 LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
@@ -466,6 +469,13 @@ def _number(r: _Reader, body: LineDict, key: str, path: str, default: float, lo:
     return float(value)
 
 
+def _cpus(r: _Reader, body: LineDict, path: str) -> tuple[int, ...]:
+    value = body.get("client_cpus", [])
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise r.fail(body, "client_cpus", f"{path}.client_cpus", f"expected a list of CPU numbers such as [1], got {_kind(value)}")
+    return tuple(value)
+
+
 def _token_ids(r: _Reader, body: LineDict, path: str) -> tuple[int, int]:
     value = body.get("token_ids", [100, 1000])
     ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
@@ -486,6 +496,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             max_tokens=r.integer(body.get("max_tokens", 2048), body, "max_tokens", f"{path}.max_tokens", minimum=1),
             repeat=r.integer(body.get("repeat", 1), body, "repeat", f"{path}.repeat", minimum=1),
             request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
+            client_cpus=_cpus(r, body, path),
         )
     if kind == "batch":
         r.keys(body, BATCH_KEYS, path)
@@ -513,6 +524,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             client_cpu_limit=_number(r, body, "client_cpu_limit", path, 0.9, 0, 64),
             loop_lag_limit_ms=_number(r, body, "loop_lag_limit_ms", path, 50.0, 0),
             client_processes=r.integer(body.get("client_processes", 1), body, "client_processes", f"{path}.client_processes", minimum=1),
+            client_cpus=_cpus(r, body, path),
         )
     raise r.fail(body, "kind" if "kind" in body else None, f"{path}.kind", f"expected kind: single or kind: batch, got {_kind(kind)}")
 

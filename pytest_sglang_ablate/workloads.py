@@ -7,13 +7,15 @@ problems found; the caller records first and fails after, so nothing measured is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import math
 import random
 import re
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -71,6 +73,20 @@ def _engine_gen_throughput(server: Server, log_offset: int) -> float | None:
     return statistics.median(values) if values else None
 
 
+@contextlib.contextmanager
+def pinned(cpus: tuple[int, ...]) -> Iterator[None]:
+    """Run the load generator on these CPUs (e.g. the core a CPU engine leaves free), then restore."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -91,13 +107,18 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
     for _ in range(workload.repeat):
         server.flush_cache()  # each repetition starts from the same (empty) cache
         offset = server.log_path.stat().st_size
-        record, _ = asyncio.run(client.send(None, request, keep_text=True))
+        with pinned(workload.client_cpus):
+            record, _ = asyncio.run(client.send(None, request, keep_text=True))
         if not record.ok or not record.chunk_times:
             _check_server(server, [record])
             problems.append(f"the request failed: {record.error or 'no tokens streamed'}")
             break
         answer = record.text
         runs.append(metrics.single(record))
+        if math.isnan(runs[-1].tps_at_1) and runs[-1].completion_tokens > 1:
+            problems.append(f"all {runs[-1].completion_tokens} tokens arrived in one read, so their times are unknown "
+                            "(the server buffered the stream, or the client was starved of CPU: see client_cpus)")  # fmt: skip
+            break
         logged = _engine_gen_throughput(server, offset)
         if logged is not None:
             engine_tps.append(logged)
@@ -154,7 +175,8 @@ def _run(server: Server, workload: BatchWorkload, level: Level, seed: int, max_t
          progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], metrics.LevelMetrics]:  # fmt: skip
     bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
     processes = min(workload.client_processes, level.concurrency)
-    records, health = closed_loop_processes(_endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress)
+    with pinned(workload.client_cpus):
+        records, health = closed_loop_processes(_endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress)
     _check_server(server, records)
     return records, metrics.level(records, level.concurrency, workload.input_len, health)
 
