@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from .launch import Server
 from .matrix import BatchWorkload, SingleWorkload
@@ -30,5 +30,3 @@ def test_batch(sglang_server: Server, ablate_case: Case, ablate_record: Callable
 # the plugin parametrizes each function with the matrix's cases of this workload kind
 test_single.workload_kind = "single"  # type: ignore[attr-defined]
 test_batch.workload_kind = "batch"  # type: ignore[attr-defined]
-
-__all__: list[Any] = []

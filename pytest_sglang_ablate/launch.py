@@ -55,6 +55,8 @@ class Server:
     stopped: StopReport | None = None
     api_key: str | None = None
     secrets: frozenset[str] = frozenset()  # masked in every message
+    served_model: str | None = None  # the model id the server answers to, once asked
+    warmed_up: set[str] = field(default_factory=set)  # workloads whose warm-up ran on this server
 
     @property
     def headers(self) -> dict[str, str]:
@@ -95,6 +97,17 @@ class Server:
         message = failures.describe(self.row.id, "died_during_workload",
                                     f"the server died during a workload ({cause})", evidence, self.log_path, code, self.profile, self.secrets)  # fmt: skip
         raise ServerDied(message, "died_during_workload")
+
+    def report(self) -> dict[str, Any]:
+        """The server's own report of its config (the first info endpoint that answers), or {} without one."""
+        for path in self.profile.info_paths:
+            try:
+                response = requests.get(self.base_url + path, headers=self.headers, timeout=30)
+                if response.status_code == 200:
+                    return dict(response.json())
+            except (requests.RequestException, ValueError):
+                continue
+        return {}
 
     def flush_cache(self) -> bool:
         """Empty the server's prefix cache between measured levels, where the engine can."""
@@ -263,14 +276,7 @@ def _check_config(server: Server, requested: Any) -> None:
     """Read the server's own report of its config; a setting it silently changed fails the row."""
     __tracebackhide__ = True
     profile = server.profile
-    for path in profile.info_paths:
-        try:
-            response = requests.get(server.base_url + path, headers=server.headers, timeout=30)
-        except requests.RequestException:
-            continue
-        if response.status_code == 200:
-            server.info = response.json()
-            break
+    server.info = server.report()
     if not server.info:
         server.info = profile.config_from_log(server.log_path.read_text(encoding="utf-8", errors="replace")) or {}
     if profile.version_path and "version" not in server.info:

@@ -360,7 +360,7 @@ def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Call
             "engine": server.profile.name,
             "engine_version": server.version,
             "server_argv": server.argv,
-            "effective_config": {k: v for k, v in server.info.items() if not k.startswith("_")},
+            "effective_config": server.info,
             "unverified_flags": server.unverified,
             "mem_fraction_static_retry": server.mem_fraction_static,
         }

@@ -39,15 +39,14 @@ class Measured:
 
 def served_model(server: Server) -> str:
     """The model id the server answers to (vLLM checks it; SGLang accepts any)."""
-    cached = server.info.get("_served_model")
-    if isinstance(cached, str):
-        return cached
+    if server.served_model is not None:
+        return server.served_model
     try:
         data = requests.get(server.base_url + "/v1/models", headers=server.headers, timeout=30).json()["data"]
         model = str(data[0]["id"])
     except (requests.RequestException, ValueError, KeyError, IndexError):
         model = server.row.argv[server.row.argv.index(server.profile.model_flag) + 1]
-    server.info["_served_model"] = model
+    server.served_model = model
     return model
 
 
@@ -183,11 +182,10 @@ def _run(server: Server, workload: BatchWorkload, level: Level, seed: int, max_t
 
 def warm_up(server: Server, workload: BatchWorkload) -> None:
     """The workload's explicit warm-up (e.g. DP attention at small concurrency first), once per server."""
-    done = server.info.setdefault("_warmed_up", [])
-    if workload.warmup is None or workload.name in done:
+    if workload.warmup is None or workload.name in server.warmed_up:
         return
     _run(server, workload, workload.warmup, _seed(workload, workload.warmup, 0, 2), workload.output_len)
-    done.append(workload.name)
+    server.warmed_up.add(workload.name)
 
 
 def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: Progress | None = None) -> Measured:
@@ -214,24 +212,13 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         problems += _guards(workload, m)
         if problems:
             break
-    accept = server.profile.accept_length(_fresh_info(server))
+    accept = server.profile.accept_length(server.report())  # after the level: the engine's running average
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
         extra_info=_batch_extra(workload, level, runs, accept),
         problems=problems,
     )
-
-
-def _fresh_info(server: Server) -> dict[str, Any]:
-    for path in server.profile.info_paths:
-        try:
-            response = requests.get(server.base_url + path, headers=server.headers, timeout=30)
-            if response.status_code == 200:
-                return dict(response.json())
-        except (requests.RequestException, ValueError):
-            continue
-    return {}
 
 
 def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
