@@ -44,7 +44,7 @@ from typing import Any
 import openai
 import psutil
 
-from pytest_sglang_ablate.loadgen import Client, Endpoint, closed_loop, encode
+from pytest_sglang_ablate.measure.loadgen import Client, Endpoint, closed_loop, encode
 
 try:
     import aiohttp

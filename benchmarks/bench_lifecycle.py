@@ -24,10 +24,10 @@ from pathlib import Path
 import requests
 
 from pytest_sglang_ablate import engines
-from pytest_sglang_ablate.launch import start
-from pytest_sglang_ablate.matrix import ServerSettings
-from pytest_sglang_ablate.ports import choose
-from pytest_sglang_ablate.rows import Row
+from pytest_sglang_ablate.server.launch import start
+from pytest_sglang_ablate.matrix.parse import ServerSettings
+from pytest_sglang_ablate.server.ports import choose
+from pytest_sglang_ablate.matrix.rows import Row
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 SETTINGS = ServerSettings(shutdown_grace_s=1.0, startup_timeout_s=30)

@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_sglang_ablate import engines, gpu
-from pytest_sglang_ablate.launch import start
-from pytest_sglang_ablate.matrix import ServerSettings
-from pytest_sglang_ablate.rows import Row
+from pytest_sglang_ablate import engines
+from pytest_sglang_ablate.server import gpu
+from pytest_sglang_ablate.server.launch import start
+from pytest_sglang_ablate.matrix.parse import ServerSettings
+from pytest_sglang_ablate.matrix.rows import Row
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import pytest
 
 if TYPE_CHECKING:
-    from .launch import Server
-    from .prepare import Prepared
-    from .results import Store
-    from .rows import Case, Row
-    from .workloads import Measured
+    from .server.launch import Server
+    from .matrix.prepare import Prepared
+    from .results.store import Store
+    from .matrix.rows import Case, Row
+    from .measure.workloads import Measured
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,13 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--ablate-plan needs a matrix: pass --ablate-matrix PATH")
         return
     from .errors import MatrixError
-    from .prepare import prepare
+    from .matrix.prepare import prepare
 
     try:
         prepared = prepare(settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source)
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
-    from .results import Store
+    from .results.store import Store
 
     secrets = prepared.ablation.matrix.secret_values()
     config.stash[STATE] = State(settings, prepared, Store(settings.out, secrets), secrets)
@@ -136,14 +136,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 class MatrixFile(pytest.Module):
-    """The matrix YAML file, collected as the module of the plugin's built-in workload tests (cases.py).
+    """The matrix YAML file, collected as the module of the plugin's built-in workload tests (builtin_tests.py).
 
     `_getobj` is pytest's (private) hook for a module's object; pytest 9 is pinned in pyproject.toml."""
 
     def _getobj(self) -> Any:
-        from . import cases
+        from . import builtin_tests
 
-        return cases
+        return builtin_tests
 
     def istestfunction(self, obj: object, name: str) -> bool:
         # a workload kind with no cases in this matrix has no test function (not an empty parametrization)
@@ -211,7 +211,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    from .probe import rejection
+    from .engines.probe import rejection
 
     ablation, probe = state.prepared.ablation, state.prepared.probe
     rank = {c: i for i, c in enumerate(ablation.cases)}
@@ -247,8 +247,9 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 
 def _write_report(state: State) -> tuple[str, Path] | None:
     """report.md in the results directory, from every record of this matrix (earlier resumed runs included)."""
-    from . import gpu, report
-    from .results import Store
+    from .report import markdown as report
+    from .server import gpu
+    from .results.store import Store
 
     matrix = state.prepared.ablation.matrix
     records = report.latest(state.store.load(), matrix.name)
@@ -268,7 +269,7 @@ def _write_report(state: State) -> tuple[str, Path] | None:
     from .redact import text as masked
 
     rendered = masked(report.render(matrix.name, list(matrix.feature_names), records, environment, baseline), state.secrets)
-    from . import plots
+    from .report import plots
 
     pngs = plots.render(records, state.settings.out, matrix.name)
     if pngs:
@@ -294,7 +295,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.line(brief.rstrip())
             terminalreporter.line(f"full report: {path}   results: {state.store.path}")
         return
-    from . import plan
+    from .report import plan
 
     p = state.prepared
     terminalreporter.section(f"ablation plan: {p.ablation.matrix.name}")
@@ -318,12 +319,12 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     if state is None:
         raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
     from . import engines
-    from .launch import start
+    from .server.launch import start
 
     matrix = state.prepared.ablation.matrix
     row = request.param
     if state.prepare_error is None and not state.prepare_done and matrix.prepare:
-        from .prepare_steps import PrepareError, run
+        from .server.setup import PrepareError, run
 
         try:
             run(matrix.prepare, matrix.env, state.store.logs / "prepare.log")
@@ -428,7 +429,7 @@ class Recorder:
         session = self.config.pluginmanager.get_plugin("pytest-benchmark")
         if session is None or not report.passed:
             return
-        from .benchjson import entry
+        from .results.benchmark import entry
 
         for m in measured:
             if m["samples"]:
@@ -436,7 +437,7 @@ class Recorder:
 
     @staticmethod
     def record(state: State, case: Case, report: pytest.TestReport, measured: dict[str, Any] | None) -> dict[str, Any]:
-        from .results import failure_class
+        from .results.store import failure_class
 
         xfail = getattr(report, "wasxfail", None)
         if xfail is not None:
@@ -466,7 +467,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    from . import gpu
+    from .server import gpu
 
     machine_info["ablate"] = {"engine": state.prepared.ablation.matrix.engine, "engine_version": state.prepared.version,
                               "gpus": gpu.describe()}  # fmt: skip

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pytest_sglang_ablate.args import lookup, merge, normalize_key, to_argv
+from pytest_sglang_ablate.matrix.args import lookup, merge, normalize_key, to_argv
 
 
 def test_true_is_a_bare_flag_and_false_or_none_is_nothing() -> None:

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from pytest_sglang_ablate.generate import covered_pairs, pairwise, product
+from pytest_sglang_ablate.matrix.combinations import covered_pairs, pairwise, product
 
 
 def all_pairs(n: int) -> set[tuple[int, bool, int, bool]]:
@@ -59,7 +59,7 @@ def test_pairwise_gives_the_same_rows_whatever_the_hash_seed() -> None:
     import subprocess
     import sys
 
-    code = "from pytest_sglang_ablate.generate import pairwise; print(pairwise(14, lambda c: not (c[0] and c[3])))"
+    code = "from pytest_sglang_ablate.matrix.combinations import pairwise; print(pairwise(14, lambda c: not (c[0] and c[3])))"
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": seed},
                            check=True).stdout for seed in ("1", "2")}  # fmt: skip
     assert len(outs) == 1

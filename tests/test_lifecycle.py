@@ -208,7 +208,7 @@ def test_nothing_survives_when_pytest_is_interrupted_or_killed(pytester: pytest.
     os.kill(proc.pid, how)
     proc.wait(timeout=60)
     assert gone(pids_in(pids)) == []
-    supervisors = [p for p in psutil.process_iter(["cmdline"]) if "pytest_sglang_ablate.supervisor" in " ".join(p.info["cmdline"] or [])
+    supervisors = [p for p in psutil.process_iter(["cmdline"]) if "pytest_sglang_ablate.server.supervisor" in " ".join(p.info["cmdline"] or [])
                    and str(pytester.path) in " ".join(p.info["cmdline"] or [])]  # fmt: skip
     assert gone([p.pid for p in supervisors]) == []
 

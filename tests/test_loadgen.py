@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_sglang_ablate.loadgen import Record, _Response
+from pytest_sglang_ablate.measure.loadgen import Record, _Response
 
 
 def chunked(*events: bytes, crlf: bool = False) -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from matrices import TINY
 
-from pytest_sglang_ablate.matrix import load_matrix
-from pytest_sglang_ablate.rows import expand
+from pytest_sglang_ablate.matrix.parse import load_matrix
+from pytest_sglang_ablate.matrix.rows import expand
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = Path(__file__).parent / "data" / "seed"  # copied from shared/reference/seed

@@ -22,7 +22,7 @@ ENGINE_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert ENGINE_PYTHON.exists(), "the CPU engine is not installed: run `bash scripts/cpu-engine.sh` (or .ci/run)"
     out = tmp_path_factory.mktemp("tiny-model")
-    subprocess.run([str(ENGINE_PYTHON), "-m", "pytest_sglang_ablate.tiny_model", str(out)], check=True, cwd=REPO,
+    subprocess.run([str(ENGINE_PYTHON), "-m", "pytest_sglang_ablate.engines.tiny_model", str(out)], check=True, cwd=REPO,
                    env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, timeout=300)  # fmt: skip
     return out
 

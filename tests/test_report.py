@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from pytest_sglang_ablate import report
+from pytest_sglang_ablate.report import markdown as report
 
 SEED = Path(__file__).parent / "data" / "seed"
 FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention"]
@@ -72,7 +72,7 @@ def test_baseline_comparison_lists_regressions_first() -> None:
 
 
 def test_plots_render_from_the_seed_results(tmp_path: Path) -> None:
-    from pytest_sglang_ablate import plots
+    from pytest_sglang_ablate.report import plots
 
     records = [dict(r, row="+".join(r["features"])) for r in seed_records()]
     written = plots.render(records, tmp_path, "r1")

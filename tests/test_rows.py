@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_sglang_ablate.matrix import BatchWorkload, load_matrix
-from pytest_sglang_ablate.rows import expand
+from pytest_sglang_ablate.matrix.parse import BatchWorkload, load_matrix
+from pytest_sglang_ablate.matrix.rows import expand
 
 from matrices import TINY, write
 

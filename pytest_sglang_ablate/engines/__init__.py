@@ -1,4 +1,7 @@
-"""Engine profiles: everything that differs between serving engines lives in one profile per engine."""
+"""Engine profiles: everything that differs between serving engines (flag names, endpoints, log lines, error
+texts) lives in one profile per engine, used by every stage. `probe` asks the engine's own Python for its version
+and whether it accepts each row's flags.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..args import Args
+from ..matrix.args import Args
 
 
 def module_python(launch: list[str], module: str) -> str | None:
@@ -43,7 +43,7 @@ class EngineProfile:
     version_path: str | None = None
     flush_path: str | None = None
     default_startup_timeout_s: float = 600.0
-    # (failure class, regex on the log), most specific first; see failures.py
+    # (failure class, regex on the log), most specific first; see server/failures.py
     failure_patterns: tuple[tuple[str, str], ...] = ()
     # failure class -> what the user should do
     hints: dict[str, str] = field(default_factory=dict)

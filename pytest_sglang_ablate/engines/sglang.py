@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..args import Args, lookup
+from ..matrix.args import Args, lookup
 from .base import EngineProfile, module_python
 
 LAUNCH_MODULE = "sglang.launch_server"

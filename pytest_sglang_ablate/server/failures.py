@@ -6,8 +6,8 @@ import re
 from collections import deque
 from pathlib import Path
 
-from . import redact
-from .engines import EngineProfile
+from .. import redact
+from ..engines import EngineProfile
 
 TAIL_LINES = 40
 

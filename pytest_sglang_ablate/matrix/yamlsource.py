@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .errors import MatrixError
+from ..errors import MatrixError
 
 
 class LineDict(dict[Any, Any]):

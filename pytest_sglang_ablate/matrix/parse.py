@@ -11,9 +11,9 @@ from typing import Any, Union
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from . import engines
+from .. import engines
 from .args import Args, ArgValue, normalize_key
-from .errors import MatrixError
+from ..errors import MatrixError
 from .yamlsource import LineDict, LineList, line_of, load
 
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -151,7 +151,7 @@ class Matrix:
 
     def secret_values(self) -> set[str]:
         """Every value we must never write down: the api key, and env/args whose names look secret."""
-        from .redact import secret_values
+        from ..redact import secret_values
 
         pairs: list[tuple[str, object]] = [*self.env, *self.args]
         for f in self.features:

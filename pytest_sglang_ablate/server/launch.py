@@ -19,12 +19,12 @@ from typing import Any
 import psutil
 import requests
 
-from . import effective, failures, gpu, ports
-from .args import merge
-from .engines import EngineProfile
-from .errors import ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
-from .matrix import ServerSettings
-from .rows import Row
+from . import config_check, failures, gpu, ports
+from ..matrix.args import merge
+from ..engines import EngineProfile
+from ..errors import ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
+from ..matrix.parse import ServerSettings
+from ..matrix.rows import Row
 
 POLL_S = 0.05  # readiness is noticed within about this long of the server answering
 SUPERVISOR_START_S = 30.0
@@ -222,7 +222,7 @@ def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_
     if api_key:
         full += [profile.api_key_flag, api_key]
     env = {**os.environ, **dict(row.env)}
-    supervisor = [sys.executable, "-m", "pytest_sglang_ablate.supervisor", "--status", str(status_path),
+    supervisor = [sys.executable, "-m", "pytest_sglang_ablate.server.supervisor", "--status", str(status_path),
                   "--grace", str(settings.shutdown_grace_s), "--"]  # fmt: skip
     began = time.monotonic()
     with open(log_path, "wb") as log:
@@ -284,7 +284,7 @@ def _check_config(server: Server, requested: Any) -> None:
             server.info["version"] = requests.get(server.base_url + profile.version_path, headers=server.headers, timeout=30).json()["version"]
         except (requests.RequestException, ValueError, KeyError):
             pass
-    check = effective.compare(requested, server.info, profile)
+    check = config_check.compare(requested, server.info, profile)
     server.unverified = check.unverified
     if check.differences:
         message = failures.describe(server.row.id, "config_drift", "the server runs a different config than the row asked for",

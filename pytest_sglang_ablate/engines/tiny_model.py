@@ -1,6 +1,6 @@
 """Write a tiny random-weight Llama model and its tokenizer to a folder, in seconds, with nothing downloaded.
 
-    python -m pytest_sglang_ablate.tiny_model OUT_DIR
+    python -m pytest_sglang_ablate.engines.tiny_model OUT_DIR
 
 Run it with the engine's Python (it needs torch, transformers and tokenizers). The model is 2 layers, hidden
 256, vocabulary 2048: enough for a real engine to load, schedule and stream, fast on two CPU cores. Its output
@@ -63,7 +63,7 @@ def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pytest_sglang_ablate.tiny_model OUT_DIR", file=sys.stderr)
+        print("usage: python -m pytest_sglang_ablate.engines.tiny_model OUT_DIR", file=sys.stderr)
         return 2
     write(Path(argv[0]))
     print(f"tiny model written to {argv[0]}")

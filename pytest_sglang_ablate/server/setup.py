@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from .errors import AblateError
-from .matrix import PrepareStep
+from ..errors import AblateError
+from ..matrix.parse import PrepareStep
 
 
 class PrepareError(AblateError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .launch import Server
-from .matrix import BatchWorkload, SingleWorkload
-from .rows import Case
-from .workloads import Measured, run_batch, run_single
+from .server.launch import Server
+from .matrix.parse import BatchWorkload, SingleWorkload
+from .matrix.rows import Case
+from .measure.workloads import Measured, run_batch, run_single
 
 
 def test_single(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None]) -> None:

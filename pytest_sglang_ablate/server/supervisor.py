@@ -1,6 +1,6 @@
 """A small parent process between pytest and the server, so that nothing the server starts outlives pytest.
 
-    python -m pytest_sglang_ablate.supervisor --status FILE --grace S -- <server argv>
+    python -m pytest_sglang_ablate.server.supervisor --status FILE --grace S -- <server argv>
 
 It makes itself the child subreaper (every orphan of the server tree is re-parented to it), starts the server
 in a session of its own, and stops the whole tree (SIGTERM to the server's process group, `grace` seconds,
@@ -145,7 +145,7 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_sglang_ablate.supervisor")
+    parser = argparse.ArgumentParser(prog="python -m pytest_sglang_ablate.server.supervisor")
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("server", nargs=argparse.REMAINDER)
