@@ -65,8 +65,15 @@ Mark = Callable[[], None]  # called when the measured window starts
 
 
 def payload(tokens: int) -> dict[str, Any]:
-    return {"model": "m", "prompt": "hello world", "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    return {
+        "model": "m",
+        "prompt": "hello world",
+        "max_tokens": tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
@@ -80,9 +87,15 @@ def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> 
         while next(indices) < n:
             times: list[float] = []
             usage, text = 0, ""
-            stream = await client.completions.create(model="m", prompt="hello world", max_tokens=tokens, temperature=0,
-                                                     stream=True, stream_options={"include_usage": True},
-                                                     extra_body={"ignore_eos": True})  # fmt: skip
+            stream = await client.completions.create(
+                model="m",
+                prompt="hello world",
+                max_tokens=tokens,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},
+            )
             async for chunk in stream:
                 if chunk.choices:
                     times.append(time.perf_counter())
@@ -143,8 +156,11 @@ def run_ours(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> St
     return [(r.chunk_times, r.completion_tokens or 0) if r.ok else ([], 0) for r in records]
 
 
-RUNNERS: dict[str, Callable[[str, int, int, int, Mark], Streams]] = {"openai": run_openai, "aiohttp": run_aiohttp,
-                                                                     "ours": run_ours}  # fmt: skip
+RUNNERS: dict[str, Callable[[str, int, int, int, Mark], Streams]] = {
+    "openai": run_openai,
+    "aiohttp": run_aiohttp,
+    "ours": run_ours,
+}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -159,8 +175,11 @@ def worker(args: argparse.Namespace) -> None:
     cpu, wall = time.process_time() - clock[0], time.perf_counter() - clock[1]
     rates = [(u - 1) / (t[-1] - t[0]) for t, u in streams if u > 1 and len(t) > 1 and t[-1] > t[0]]
     failed = args.requests - sum(1 for t, u in streams if len(t) == args.tokens and u == args.tokens)
-    print(json.dumps({"chunks": sum(len(t) for t, _ in streams), "wall": wall, "cpu": cpu, "rates": rates, "failed": failed}))
-
+    print(
+        json.dumps(
+            {"chunks": sum(len(t) for t, _ in streams), "wall": wall, "cpu": cpu, "rates": rates, "failed": failed}
+        )
+    )
 
 
 def get(port: int, path: str) -> Any:
@@ -173,9 +192,12 @@ def standin(tok_rate: int, core: int) -> Iterator[tuple[int, psutil.Process]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, str(STANDIN), "--model-path", "m", "--port", str(port)],
-                            env={**os.environ, "STANDIN": f"tok_rate={tok_rate},burst={BURST if tok_rate == 0 else 1}"}, stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(STANDIN), "--model-path", "m", "--port", str(port)],
+        env={**os.environ, "STANDIN": f"tok_rate={tok_rate},burst={BURST if tok_rate == 0 else 1}"},
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )
     try:
         deadline = time.monotonic() + 30
         while True:  # poll /health: each failed try takes a connect round trip, no sleeping
@@ -199,12 +221,28 @@ def cpu_seconds(cores: tuple[int, int]) -> tuple[float, float]:
     return sum(t[c].user + t[c].nice + t[c].system for c in cores), ours
 
 
-def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, cores: tuple[int, int]) -> dict[str, float]:
+def measure(
+    variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, cores: tuple[int, int]
+) -> dict[str, float]:
     (all0, ours0), wall0 = cpu_seconds(cores), time.perf_counter()
     with standin(tok_rate, cores[1]) as (port, server):
         s0 = sum(server.cpu_times()[:2])
-        cmd = [sys.executable, __file__, "--worker", variant, "--port", str(port), "--requests", str(n),
-               "--tokens", str(tokens), "--concurrency", str(concurrency), "--core", str(cores[0])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            variant,
+            "--port",
+            str(port),
+            "--requests",
+            str(n),
+            "--tokens",
+            str(tokens),
+            "--concurrency",
+            str(concurrency),
+            "--core",
+            str(cores[0]),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"{variant} worker failed:\n{done.stderr[-3000:]}")
@@ -214,10 +252,19 @@ def measure(variant: str, tok_rate: int, n: int, tokens: int, concurrency: int, 
     (all1, ours1), wall = cpu_seconds(cores), time.perf_counter() - wall0
     rate = statistics.fmean(r["rates"])
     truth = statistics.fmean((q["completion_tokens"] - 1) / (q["last"] - q["first"]) for q in stats["requests"])
-    return {"requests": n, "chunks/s": r["chunks"] / r["wall"], "chunks/CPU-s": r["chunks"] / r["cpu"],
-            "client CPU": r["cpu"] / r["wall"], "server CPU": server_cpu / r["wall"], "failed": r["failed"],
-            "client tok/s": rate, "server tok/s": truth, "error %": 100 * (rate / truth - 1),
-            "in flight": stats["max_in_flight"], "foreign": (all1 - all0 - (ours1 - ours0)) / (len(cores) * wall)}  # fmt: skip
+    return {
+        "requests": n,
+        "chunks/s": r["chunks"] / r["wall"],
+        "chunks/CPU-s": r["chunks"] / r["cpu"],
+        "client CPU": r["cpu"] / r["wall"],
+        "server CPU": server_cpu / r["wall"],
+        "failed": r["failed"],
+        "client tok/s": rate,
+        "server tok/s": truth,
+        "error %": 100 * (rate / truth - 1),
+        "in flight": stats["max_in_flight"],
+        "foreign": (all1 - all0 - (ours1 - ours0)) / (len(cores) * wall),
+    }
 
 
 def measure_quietly(*args: Any) -> dict[str, float]:
@@ -260,28 +307,56 @@ def main() -> None:
         for v in RUNNERS:
             ingest[v].append(measure_quietly(v, 0, INGEST_REQUESTS[v], INGEST_TOKENS, INGEST_CONCURRENCY, cores))
         for v in RUNNERS:
-            accuracy[v].append(measure_quietly(v, ACCURACY_RATE, ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_REQUESTS,
-                                               cores))  # fmt: skip
+            accuracy[v].append(
+                measure_quietly(v, ACCURACY_RATE, ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_REQUESTS, cores)
+            )
 
-    print(f"Client benchmark: stand-in on core {cores[1]}, each client in its own process on core {cores[0]}; "
-          f"medians of {args.repeat} run(s)")  # fmt: skip
-    per_cpu = table(f"Ingest: {INGEST_CONCURRENCY} concurrent streams of {INGEST_TOKENS} tokens, server as fast as it goes",
-                    ingest, {"chunks/CPU-s": ",.0f", "chunks/s": ",.0f", "client CPU": ".0%", "server CPU": ".0%",
-                             "requests": ".0f", "failed": ".0f"})  # fmt: skip
+    print(
+        f"Client benchmark: stand-in on core {cores[1]}, each client in its own process on core {cores[0]}; "
+        f"medians of {args.repeat} run(s)"
+    )
+    per_cpu = table(
+        f"Ingest: {INGEST_CONCURRENCY} concurrent streams of {INGEST_TOKENS} tokens, server as fast as it goes",
+        ingest,
+        {
+            "chunks/CPU-s": ",.0f",
+            "chunks/s": ",.0f",
+            "client CPU": ".0%",
+            "server CPU": ".0%",
+            "requests": ".0f",
+            "failed": ".0f",
+        },
+    )
     for v, goal in (("openai", 25.0), ("aiohttp", 3.0)):
         ratio = per_cpu["ours"] / per_cpu[v]
-        print(f"  chunks per client CPU-s, ours / {LABELS[v][:3]}: {ratio:5.2f}x   goal >= {goal:g}x   "
-              f"{'met' if ratio >= goal else 'MISSED'}")  # fmt: skip
-    error = table(f"Accuracy: {ACCURACY_REQUESTS} concurrent streams of {ACCURACY_TOKENS} tokens at {ACCURACY_RATE} "
-                  f"tokens/s each", accuracy, {"error %": "+.2f", "client tok/s": ".2f", "server tok/s": ".2f",
-                                                "client CPU": ".0%", "in flight": ".0f", "failed": ".0f"})  # fmt: skip
-    print(f"  per-request decode rate, ours vs the server: {error['ours']:+.2f} %   goal within 0.5 %   "
-          f"{'met' if abs(error['ours']) <= 0.5 else 'MISSED'}")  # fmt: skip
+        print(
+            f"  chunks per client CPU-s, ours / {LABELS[v][:3]}: {ratio:5.2f}x   goal >= {goal:g}x   "
+            f"{'met' if ratio >= goal else 'MISSED'}"
+        )
+    error = table(
+        f"Accuracy: {ACCURACY_REQUESTS} concurrent streams of {ACCURACY_TOKENS} tokens at {ACCURACY_RATE} "
+        f"tokens/s each",
+        accuracy,
+        {
+            "error %": "+.2f",
+            "client tok/s": ".2f",
+            "server tok/s": ".2f",
+            "client CPU": ".0%",
+            "in flight": ".0f",
+            "failed": ".0f",
+        },
+    )
+    print(
+        f"  per-request decode rate, ours vs the server: {error['ours']:+.2f} %   goal within 0.5 %   "
+        f"{'met' if abs(error['ours']) <= 0.5 else 'MISSED'}"
+    )
     kept = [r for runs in (*ingest.values(), *accuracy.values()) for r in runs]
     foreign = max(r["foreign"] for r in kept)
-    print(f"\nOther processes used at most {foreign:.1%} of the two cores during a kept run "
-          f"({sum(r['reruns'] for r in kept):.0f} disturbed run(s) redone)"
-          + ("; DISTURBED: rerun on a quiet machine" if foreign > QUIET else ""))  # fmt: skip
+    print(
+        f"\nOther processes used at most {foreign:.1%} of the two cores during a kept run "
+        f"({sum(r['reruns'] for r in kept):.0f} disturbed run(s) redone)"
+        + ("; DISTURBED: rerun on a quiet machine" if foreign > QUIET else "")
+    )
     print(f"Took {time.perf_counter() - t0:.0f} s")
 
 

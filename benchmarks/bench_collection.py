@@ -18,20 +18,32 @@ import tempfile
 import time
 from pathlib import Path
 
-FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention", "mixed_chunk", "overlap"]
-MATRIX = "\n".join([
-    "name: product-512",
-    "model: deepseek-ai/DeepSeek-R1",
-    "launch: [sglang-serve]  # not a Python launcher: no flag probe, this measures collection alone",
-    "args: {tp-size: 8, trust-remote-code: true}",
-    "features:",
-    *[f"  {f}: {{on: {{enable-{f.replace('_', '-')}: true}}}}" for f in FEATURES],
-    "generate: {mode: product}",
-    "workloads:",
-    "  single: {kind: single, prompt: hi, expect: x}",
-    "  batch: {kind: batch, input_len: 760, output_len: 460, levels: [{concurrency: 16}, {concurrency: 512}]}",
-    "",
-])  # fmt: skip
+FEATURES = [
+    "torch_compile",
+    "cuda_graph",
+    "radix_cache",
+    "flashinfer_mla",
+    "nextn",
+    "ep_moe",
+    "dp_attention",
+    "mixed_chunk",
+    "overlap",
+]
+MATRIX = "\n".join(
+    [
+        "name: product-512",
+        "model: deepseek-ai/DeepSeek-R1",
+        "launch: [sglang-serve]  # not a Python launcher: no flag probe, this measures collection alone",
+        "args: {tp-size: 8, trust-remote-code: true}",
+        "features:",
+        *[f"  {f}: {{on: {{enable-{f.replace('_', '-')}: true}}}}" for f in FEATURES],
+        "generate: {mode: product}",
+        "workloads:",
+        "  single: {kind: single, prompt: hi, expect: x}",
+        "  batch: {kind: batch, input_len: 760, output_len: 460, levels: [{concurrency: 16}, {concurrency: 512}]}",
+        "",
+    ]
+)
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
@@ -55,9 +67,9 @@ def main() -> None:
         (root / "m.yaml").write_text(MATRIX)
         (root / "test_plain.py").write_text("".join(f"def test_{i}():\n    pass\n" for i in range(200)))
         variants = {
-            "512-row matrix, --collect-only": pytest + ["--ablate-matrix", "m.yaml"],
-            "plain project, plugin installed": pytest + ["test_plain.py"],
-            "plain project, plugin disabled": pytest + ["-p", "no:sglang_ablate", "test_plain.py"],
+            "512-row matrix, --collect-only": [*pytest, "--ablate-matrix", "m.yaml"],
+            "plain project, plugin installed": [*pytest, "test_plain.py"],
+            "plain project, plugin disabled": [*pytest, "-p", "no:sglang_ablate", "test_plain.py"],
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         inside: dict[str, list[float]] = {name: [] for name in variants}
@@ -66,18 +78,24 @@ def main() -> None:
                 wall, collect = timed(cmd, root)
                 times[name].append(wall)
                 inside[name].append(collect)
-        cases = subprocess.run(variants["512-row matrix, --collect-only"], cwd=root, capture_output=True, text=True).stdout
+        cases = subprocess.run(
+            variants["512-row matrix, --collect-only"], cwd=root, capture_output=True, text=True
+        ).stdout
         collected = cases.strip().splitlines()[-1]
     med = {name: statistics.median(ts) for name, ts in times.items()}
     print(f"{repeat} runs each; median (min-max) of the whole `python -m pytest` process and of pytest's own")
     print("'collected in' time (matrix load, flag probe, expansion, parametrization, ordering):")
     for name, ts in times.items():
-        print(f"  {name:34s} process {med[name]:6.3f} s ({min(ts):.3f}-{max(ts):.3f})"
-              f"   collection {statistics.median(inside[name]):6.3f} s")
+        print(
+            f"  {name:34s} process {med[name]:6.3f} s ({min(ts):.3f}-{max(ts):.3f})"
+            f"   collection {statistics.median(inside[name]):6.3f} s"
+        )
     print(f"  512-row matrix: {collected}")
     goal = statistics.median(inside["512-row matrix, --collect-only"])
-    print(f"512-row collection: {goal:.3f} s inside pytest, {med['512-row matrix, --collect-only']:.3f} s for the whole process"
-          f" (goal < 2 s: {'met' if med['512-row matrix, --collect-only'] < 2 else 'MISSED'} for the whole process)")
+    print(
+        f"512-row collection: {goal:.3f} s inside pytest, {med['512-row matrix, --collect-only']:.3f} s for the whole process"
+        f" (goal < 2 s: {'met' if med['512-row matrix, --collect-only'] < 2 else 'MISSED'} for the whole process)"
+    )
     ratio = med["plain project, plugin installed"] / med["plain project, plugin disabled"]
     print(f"plugin installed / disabled, no --ablate-matrix: {ratio:.3f}x")
 

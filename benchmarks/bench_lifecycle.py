@@ -24,10 +24,10 @@ from pathlib import Path
 import requests
 
 from pytest_sglang_ablate import engines
-from pytest_sglang_ablate.server.launch import start
 from pytest_sglang_ablate.matrix.parse import ServerSettings
-from pytest_sglang_ablate.server.ports import choose
 from pytest_sglang_ablate.matrix.rows import Row
+from pytest_sglang_ablate.server.launch import start
+from pytest_sglang_ablate.server.ports import choose
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 SETTINGS = ServerSettings(shutdown_grace_s=1.0, startup_timeout_s=30)
@@ -54,8 +54,9 @@ def sglang_harness(tmp: Path, interval_s: float = 10.0) -> float:
     ready_file.unlink(missing_ok=True)
     port = choose("127.0.0.1", lambda p: [])
     env = {**os.environ, "STANDIN": "slow_start=1", "STANDIN_READY": str(ready_file)}
-    proc = subprocess.Popen([sys.executable, str(STANDIN), "--model-path", "tiny", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(STANDIN), "--model-path", "tiny", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+    )
     try:
         while True:
             try:
@@ -86,9 +87,13 @@ def main() -> None:
     print(f"readiness detection latency, median of {repeat} (min-max):")
     print(f"  ours (poll every 50 ms)           {statistics.median(ready):.3f} s ({min(ready):.3f}-{max(ready):.3f})")
     print(f"  SGLang harness (poll every 10 s)  {statistics.median(ref):.3f} s ({min(ref):.3f}-{max(ref):.3f})")
-    print(f"  ratio harness / ours: {statistics.median(ref) / statistics.median(ready):.0f}x;"
-          f" goal <= 0.25 s: {'met' if statistics.median(ready) <= 0.25 else 'MISSED'}")
-    print(f"teardown time (SIGTERM, grace {SETTINGS.shutdown_grace_s:g} s, SIGKILL, pids gone, port free), median of {repeat}:")
+    print(
+        f"  ratio harness / ours: {statistics.median(ref) / statistics.median(ready):.0f}x;"
+        f" goal <= 0.25 s: {'met' if statistics.median(ready) <= 0.25 else 'MISSED'}"
+    )
+    print(
+        f"teardown time (SIGTERM, grace {SETTINGS.shutdown_grace_s:g} s, SIGKILL, pids gone, port free), median of {repeat}:"
+    )
     for behaviour, ts in teardown.items():
         print(f"  {behaviour:22s} {statistics.median(ts):.3f} s ({min(ts):.3f}-{max(ts):.3f})")
 

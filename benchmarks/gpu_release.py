@@ -20,17 +20,19 @@ import time
 from pathlib import Path
 
 from pytest_sglang_ablate import engines
-from pytest_sglang_ablate.server import gpu
-from pytest_sglang_ablate.server.launch import start
 from pytest_sglang_ablate.matrix.parse import ServerSettings
 from pytest_sglang_ablate.matrix.rows import Row
+from pytest_sglang_ablate.server import gpu
+from pytest_sglang_ablate.server.launch import start
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 
 
 def raw_kill(gib: float) -> float:
-    code = (f"import torch, time; x = torch.empty({int(gib * 2**30)}, dtype=torch.uint8, device='cuda'); "
-            "torch.cuda.synchronize(); print('up', flush=True); time.sleep(600)")  # fmt: skip
+    code = (
+        f"import torch, time; x = torch.empty({int(gib * 2**30)}, dtype=torch.uint8, device='cuda'); "
+        "torch.cuda.synchronize(); print('up', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
     held = gpu.holders({proc.pid})
@@ -45,12 +47,26 @@ def raw_kill(gib: float) -> float:
 
 
 def plugin_stop(gib: float, tmp: Path) -> tuple[float, int]:
-    row = Row("gpu", (), (), (sys.executable, str(STANDIN), "--model-path", "tiny"), (("STANDIN", f"gpu={gib},children=1"),), ())
-    server = start(row, engines.get("sglang"), ServerSettings(shutdown_grace_s=5, startup_timeout_s=120, gpu_release_timeout_s=60), tmp)
+    row = Row(
+        "gpu",
+        (),
+        (),
+        (sys.executable, str(STANDIN), "--model-path", "tiny"),
+        (("STANDIN", f"gpu={gib},children=1"),),
+        (),
+    )
+    server = start(
+        row,
+        engines.get("sglang"),
+        ServerSettings(shutdown_grace_s=5, startup_timeout_s=120, gpu_release_timeout_s=60),
+        tmp,
+    )
     pids = {int(p) for p in server.status().get("pids", {})} | {server.status()["server_pid"]}
     held = gpu.holders(pids)
-    print(f"  running: NVML lists {len(held)} of the server's {len(pids)} pids holding "
-          f"{sum(held.values()) / 2**30:.2f} GiB")
+    print(
+        f"  running: NVML lists {len(held)} of the server's {len(pids)} pids holding "
+        f"{sum(held.values()) / 2**30:.2f} GiB"
+    )
     report = server.stop()
     left = gpu.holders(set(report.pids))
     assert not left, f"still held after stop(): {left}"
@@ -62,15 +78,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--gib", type=float, default=2.0)
     args = parser.parse_args()
-    print(subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                         capture_output=True, text=True).stdout.strip())  # fmt: skip
+    print(
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     release = [raw_kill(args.gib) for _ in range(args.repeat)]
-    print(f"SIGKILL -> pid gone from NVML's compute-process list: median {statistics.median(release) * 1000:.0f} ms "
-          f"(min {min(release) * 1000:.0f}, max {max(release) * 1000:.0f}) over {args.repeat}")
+    print(
+        f"SIGKILL -> pid gone from NVML's compute-process list: median {statistics.median(release) * 1000:.0f} ms "
+        f"(min {min(release) * 1000:.0f}, max {max(release) * 1000:.0f}) over {args.repeat}"
+    )
     with tempfile.TemporaryDirectory() as d:
         stops = [plugin_stop(args.gib, Path(d)) for _ in range(args.repeat)]
-    print(f"Server.stop() of a 3-process GPU server (SIGTERM, pids gone, port free, NVML released): median "
-          f"{statistics.median(s for s, _ in stops):.2f} s over {args.repeat}; GPU-holding pids seen while running: {[n for _, n in stops]}")
+    print(
+        f"Server.stop() of a 3-process GPU server (SIGTERM, pids gone, port free, NVML released): median "
+        f"{statistics.median(s for s, _ in stops):.2f} s over {args.repeat}; GPU-holding pids seen while running: {[n for _, n in stops]}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from .server.launch import Server
 from .matrix.parse import BatchWorkload, SingleWorkload
 from .matrix.rows import Case
 from .measure.workloads import Measured, run_batch, run_single
+from .server.launch import Server
 
 
 def test_single(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None]) -> None:
@@ -18,8 +18,12 @@ def test_single(sglang_server: Server, ablate_case: Case, ablate_record: Callabl
     assert not measured.problems, "\n".join(measured.problems)
 
 
-def test_batch(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None],
-               ablate_progress: Callable[[str], None]) -> None:  # fmt: skip
+def test_batch(
+    sglang_server: Server,
+    ablate_case: Case,
+    ablate_record: Callable[[Measured], None],
+    ablate_progress: Callable[[str], None],
+) -> None:
     """Offline batch throughput at one concurrency level on the row's server."""
     assert isinstance(ablate_case.workload, BatchWorkload) and ablate_case.level is not None
     measured = run_batch(sglang_server, ablate_case.workload, ablate_case.level, ablate_progress)

@@ -7,19 +7,20 @@ use it pay nothing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from .server.launch import Server
     from .matrix.prepare import Prepared
-    from .results.store import Store
     from .matrix.rows import Case, Row
     from .measure.workloads import Measured
+    from .results.store import Store
+    from .server.launch import Server
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,29 @@ MEASURED = "ablate_measured"  # the user_properties key that carries a case's fi
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ablate", "SGLang server-flag ablations (pytest-sglang-ablate)")
     group.addoption("--ablate-matrix", metavar="PATH", help="Run the ablation described by this matrix YAML file")
-    group.addoption("--ablate-plan", action="store_true", help="Print the rows, commands and expected outcomes; launch nothing")
-    group.addoption("--ablate-sglang-version", metavar="VERSION",
-                    help="Match known issues against this SGLang version instead of the installed one")  # fmt: skip
-    group.addoption("--ablate-out", metavar="DIR", help="Results directory: results.jsonl, server logs, report.md (default ablate-results)")
-    group.addoption("--ablate-resume", action="store_true",
-                    help="Skip cases already recorded in the results directory for the same matrix and engine version")  # fmt: skip
-    group.addoption("--ablate-baseline", metavar="FILE_OR_DIR",
-                    help="Compare with an earlier run's results.jsonl (or its results directory) in report.md")  # fmt: skip
+    group.addoption(
+        "--ablate-plan", action="store_true", help="Print the rows, commands and expected outcomes; launch nothing"
+    )
+    group.addoption(
+        "--ablate-sglang-version",
+        metavar="VERSION",
+        help="Match known issues against this SGLang version instead of the installed one",
+    )
+    group.addoption(
+        "--ablate-out",
+        metavar="DIR",
+        help="Results directory: results.jsonl, server logs, report.md (default ablate-results)",
+    )
+    group.addoption(
+        "--ablate-resume",
+        action="store_true",
+        help="Skip cases already recorded in the results directory for the same matrix and engine version",
+    )
+    group.addoption(
+        "--ablate-baseline",
+        metavar="FILE_OR_DIR",
+        help="Compare with an earlier run's results.jsonl (or its results directory) in report.md",
+    )
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
     parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
@@ -91,9 +107,19 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if baseline:
         baseline = Path(baseline) / "results.jsonl" if Path(baseline).is_dir() else Path(baseline)
         if not baseline.is_file():
-            raise pytest.UsageError(f"--ablate-baseline: no results file at {baseline} (expected a results.jsonl or its directory)")
-    return Settings(matrix, shown, bool(config.getoption("ablate_plan")), version or None, source if version else "",
-                    out, bool(config.getoption("ablate_resume")), baseline)  # fmt: skip
+            raise pytest.UsageError(
+                f"--ablate-baseline: no results file at {baseline} (expected a results.jsonl or its directory)"
+            )
+    return Settings(
+        matrix,
+        shown,
+        bool(config.getoption("ablate_plan")),
+        version or None,
+        source if version else "",
+        out,
+        bool(config.getoption("ablate_resume")),
+        baseline,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,7 +132,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from .matrix.prepare import prepare
 
     try:
-        prepared = prepare(settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source)
+        prepared = prepare(
+            settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source
+        )
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
     from .results.store import Store
@@ -129,10 +157,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     p, s = state.prepared, state.settings
     engine = p.ablation.matrix.engine
-    version = f"{engine} {p.version} ({p.version_source})" if p.version else (
-        f"{engine} version unknown: version-ranged known issues are applied; pass --ablate-sglang-version")
-    return [f"ablate: {s.matrix_shown} ({p.ablation.matrix.name}): {len(p.ablation.rows)} rows, {len(p.ablation.cases)} cases; {version}",
-            f"ablate: {p.probe.note}"]  # fmt: skip
+    version = (
+        f"{engine} {p.version} ({p.version_source})"
+        if p.version
+        else (f"{engine} version unknown: version-ranged known issues are applied; pass --ablate-sglang-version")
+    )
+    return [
+        f"ablate: {s.matrix_shown} ({p.ablation.matrix.name}): {len(p.ablation.rows)} rows, {len(p.ablation.cases)} cases; {version}",
+        f"ablate: {p.probe.note}",
+    ]
 
 
 class MatrixFile(pytest.Module):
@@ -156,12 +189,18 @@ class MatrixFile(pytest.Module):
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     state = parent.config.stash.get(STATE, None)
-    if state is not None and state.settings.matrix is not None and file_path.resolve() == state.settings.matrix.resolve():
+    if (
+        state is not None
+        and state.settings.matrix is not None
+        and file_path.resolve() == state.settings.matrix.resolve()
+    ):
         return MatrixFile.from_parent(parent, path=file_path)
     return None
 
 
-def _marks(row: Row, xfail: str | None, expected: tuple[type[BaseException], ...], xdist: bool) -> list[pytest.MarkDecorator]:
+def _marks(
+    row: Row, xfail: str | None, expected: tuple[type[BaseException], ...], xdist: bool
+) -> list[pytest.MarkDecorator]:
     marks = [getattr(pytest.mark, f) for f in row.features]
     if xdist:  # with --dist loadgroup a row's cases stay on one worker: one launch per row
         marks.append(pytest.mark.xdist_group(row.id))
@@ -183,12 +222,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is not None and isinstance(metafunc.definition.parent, MatrixFile):
         params = [
             pytest.param(c.row, c, id=c.id, marks=_marks(c.row, c.xfail, c.expected_errors, xdist))
-            for c in ablation.cases if c.workload.kind == kind
-        ]  # fmt: skip
+            for c in ablation.cases
+            if c.workload.kind == kind
+        ]
         metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
     else:
         # a user's own test that uses the server: once per row, with the whole-row known issues
-        params = [pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), (ServerLaunchError,), xdist)) for r in ablation.rows]
+        params = [
+            pytest.param(r, id=r.id, marks=_marks(r, ablation.row_xfail(r), (ServerLaunchError,), xdist))
+            for r in ablation.rows
+        ]
         metafunc.parametrize("sglang_server", params, indirect=True, scope="session")
 
 
@@ -233,7 +276,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bad_rows = {r for r in (_param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
     for row in sorted(bad_rows, key=order.__getitem__):
         message = rejection(ablation.matrix.engine, probe, row, ablation.matrix.file)
-        config.hook.pytest_collectreport(report=pytest.CollectReport(f"{ablation.matrix.file}::{row.id}", "failed", message, []))
+        config.hook.pytest_collectreport(
+            report=pytest.CollectReport(f"{ablation.matrix.file}::{row.id}", "failed", message, [])
+        )
     items[:] = [it for it in items if _param(it, "sglang_server") not in bad_rows]
 
 
@@ -248,8 +293,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def _write_report(state: State) -> tuple[str, Path] | None:
     """report.md in the results directory, from every record of this matrix (earlier resumed runs included)."""
     from .report import markdown as report
-    from .server import gpu
     from .results.store import Store
+    from .server import gpu
 
     matrix = state.prepared.ablation.matrix
     records = report.latest(state.store.load(), matrix.name)
@@ -262,13 +307,17 @@ def _write_report(state: State) -> tuple[str, Path] | None:
     environment = {
         "matrix": matrix.file,
         "engine": f"{matrix.engine} {', '.join(served) or state.prepared.version or '(version unknown)'}"
-                  + (" (as the servers reported it)" if served else ""),
-        "model": matrix.model, "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpu.describe()) or "none seen",
+        + (" (as the servers reported it)" if served else ""),
+        "model": matrix.model,
+        "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpu.describe())
+        or "none seen",
         "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }  # fmt: skip
+    }
     from .redact import text as masked
 
-    rendered = masked(report.render(matrix.name, list(matrix.feature_names), records, environment, baseline), state.secrets)
+    rendered = masked(
+        report.render(matrix.name, list(matrix.feature_names), records, environment, baseline), state.secrets
+    )
     from .report import plots
 
     pngs = plots.render(records, state.settings.out, matrix.name)
@@ -291,7 +340,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if written is not None:
             rendered, path = written
             terminalreporter.section(f"ablation results: {state.prepared.ablation.matrix.name}")
-            brief = rendered.split("## What each feature bought")[0].split("\n", 2)[2]  # the outcome line and the two tables
+            brief = rendered.split("## What each feature bought")[0].split("\n", 2)[
+                2
+            ]  # the outcome line and the two tables
             terminalreporter.line(brief.rstrip())
             terminalreporter.line(f"full report: {path}   results: {state.store.path}")
         return
@@ -304,7 +355,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     from .redact import text
 
-    terminalreporter.line(text(plan.render(p.ablation.matrix.engine, p.ablation.matrix.launch, state.selected, p.probe.rejected), state.secrets))
+    terminalreporter.line(
+        text(
+            plan.render(p.ablation.matrix.engine, p.ablation.matrix.launch, state.selected, p.probe.rejected),
+            state.secrets,
+        )
+    )
     for warning in plan.engine_warnings(state.selected, p.probe.warnings):
         terminalreporter.line(f"{p.ablation.matrix.engine} {p.probe.version} warns: {warning}")
     terminalreporter.line(plan.summary(state.selected))
@@ -334,7 +390,9 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     if state.prepare_error is not None:
         raise state.prepare_error  # every row reports it; none launches
     try:
-        server = start(row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key, frozenset(state.secrets))
+        server = start(
+            row, engines.get(matrix.engine), matrix.server, state.store.logs, matrix.api_key, frozenset(state.secrets)
+        )
     finally:
         for log in state.store.logs.glob(f"{row.id}*.log"):
             state.store.mask_log(log)
@@ -449,16 +507,26 @@ class Recorder:
         text = str(report.longrepr) if report.longrepr else ""
         matrix = state.prepared.ablation.matrix
         return {
-            "matrix": matrix.name, "matrix_file": matrix.file, "case": case.id, "row": case.row.id,
-            "features": list(case.row.features), "workload": case.workload.name, "kind": case.workload.kind,
+            "matrix": matrix.name,
+            "matrix_file": matrix.file,
+            "case": case.id,
+            "row": case.row.id,
+            "features": list(case.row.features),
+            "workload": case.workload.name,
+            "kind": case.workload.kind,
             "concurrency": case.level.concurrency if case.level else None,
             "requests": case.level.requests if case.level else None,
-            "outcome": outcome, "failure_class": failure_class(text) if outcome in ("failed", "error", "xfailed") else None,
-            "known_issue": case.xfail, "message": text.strip().splitlines()[-1][:500] if text.strip() else None,
+            "outcome": outcome,
+            "failure_class": failure_class(text) if outcome in ("failed", "error", "xfailed") else None,
+            "known_issue": case.xfail,
+            "message": text.strip().splitlines()[-1][:500] if text.strip() else None,
             "figures": measured["extra_info"] if measured else None,
-            "engine": matrix.engine, "engine_version_expected": state.prepared.version,
-            "nodeid": report.nodeid.split("@")[0], "duration_s": report.duration, "time": time.time(),
-        }  # fmt: skip
+            "engine": matrix.engine,
+            "engine_version_expected": state.prepared.version,
+            "nodeid": report.nodeid.split("@")[0],
+            "duration_s": report.duration,
+            "time": time.time(),
+        }
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -469,8 +537,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         return
     from .server import gpu
 
-    machine_info["ablate"] = {"engine": state.prepared.ablation.matrix.engine, "engine_version": state.prepared.version,
-                              "gpus": gpu.describe()}  # fmt: skip
+    machine_info["ablate"] = {
+        "engine": state.prepared.ablation.matrix.engine,
+        "engine_version": state.prepared.version,
+        "gpus": gpu.describe(),
+    }
 
 
 @pytest.hookimpl(optionalhook=True)

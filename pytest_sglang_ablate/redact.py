@@ -7,7 +7,9 @@ from typing import Any
 
 MASK = "***"
 # HF_TOKEN, *_TOKEN, *_KEY, api-key, *PASSWORD*, *SECRET*: names that usually hold a secret
-SECRET_NAME = re.compile(r"(^|[_-])(TOKEN|KEY|PASSWORD|PASSWD|SECRET)([_-]|$)|PASSWORD|SECRET|API[_-]?KEY", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(^|[_-])(TOKEN|KEY|PASSWORD|PASSWD|SECRET)([_-]|$)|PASSWORD|SECRET|API[_-]?KEY", re.IGNORECASE
+)
 
 
 def is_secret_name(name: str, extra: frozenset[str] = frozenset()) -> bool:

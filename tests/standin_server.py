@@ -35,28 +35,30 @@ dp 1 is reported off, NEXTN is reported as EAGLE, speculative decoding caps max_
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import asyncio
 from typing import Any
 
 OPTIONS = dict(
-    (o.split("=", 1) + [""])[:2] for o in os.environ.get("STANDIN", "").split(",") if o  # type: ignore[misc]
+    ([*o.split("=", 1), ""])[:2]
+    for o in os.environ.get("STANDIN", "").split(",")
+    if o  # type: ignore[misc]
 )
 DEATH_TEXT = {
     "graph_capture": "Exception: Capture cuda graph failed: CUDA error: operation not permitted when stream is capturing\n"
-                     "Possible solutions:\n1. set --mem-fraction-static to a smaller value (e.g., 0.8 or 0.7)",
+    "Possible solutions:\n1. set --mem-fraction-static to a smaller value (e.g., 0.8 or 0.7)",
     "oom_torch": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 95.00 GiB",
     "oom_kv": "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
-    "scheduler_crash": "Scheduler hit an exception: Traceback (most recent call last):\n  File \"scheduler.py\", line 1\n"
-                       "TypeError: object of type 'NoneType' has no len()\nReceived sigquit from a child process. It usually means the child failed.",
+    "scheduler_crash": 'Scheduler hit an exception: Traceback (most recent call last):\n  File "scheduler.py", line 1\n'
+    "TypeError: object of type 'NoneType' has no len()\nReceived sigquit from a child process. It usually means the child failed.",
     "port_in_use": "OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 30000): Address already in use",
     "plain": "",
-}  # fmt: skip
+}
 
 
 def log(message: str) -> None:
@@ -74,14 +76,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model-path", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=30000)
-    for flag in ("tp-size", "dp-size", "max-running-requests", "speculative-num-steps", "speculative-eagle-topk",
-                 "speculative-num-draft-tokens", "ep-size"):  # fmt: skip
+    for flag in (
+        "tp-size",
+        "dp-size",
+        "max-running-requests",
+        "speculative-num-steps",
+        "speculative-eagle-topk",
+        "speculative-num-draft-tokens",
+        "ep-size",
+    ):
         p.add_argument(f"--{flag}", type=int)
     p.add_argument("--mem-fraction-static", type=float)
     p.add_argument("--speculative-algorithm")
     p.add_argument("--attention-backend")
     p.add_argument("--api-key")
-    for flag in ("trust-remote-code", "enable-torch-compile", "disable-cuda-graph", "disable-radix-cache", "enable-dp-attention"):
+    for flag in (
+        "trust-remote-code",
+        "enable-torch-compile",
+        "disable-cuda-graph",
+        "disable-radix-cache",
+        "enable-dp-attention",
+    ):
         p.add_argument(f"--{flag}", action="store_true")
     return p.parse_args(argv)
 
@@ -92,7 +107,9 @@ def server_info(args: argparse.Namespace) -> dict[str, Any]:
     if info["enable_dp_attention"] and info["dp_size"] == 1:
         info["enable_dp_attention"] = False  # SGLang: silently off with dp 1
     if info["speculative_algorithm"]:
-        info["speculative_algorithm"] = {"NEXTN": "EAGLE"}.get(info["speculative_algorithm"].upper(), info["speculative_algorithm"])
+        info["speculative_algorithm"] = {"NEXTN": "EAGLE"}.get(
+            info["speculative_algorithm"].upper(), info["speculative_algorithm"]
+        )
         if info["max_running_requests"] is None:
             info["max_running_requests"] = 48
     if "drift" in OPTIONS:
@@ -108,9 +125,11 @@ def start_children(n: int, stubborn: bool) -> None:
     ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if stubborn else ""
     ignore += hold_gpu_code()
     grandchild = f"{ignore}import sys, time; print('up', flush=True); time.sleep(3600)"
-    child = (f"{ignore}import os, subprocess, sys, time; "
-             f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE); g.stdout.readline(); "
-             f"print(g.pid, flush=True); time.sleep(3600)")  # fmt: skip
+    child = (
+        f"{ignore}import os, subprocess, sys, time; "
+        f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE); g.stdout.readline(); "
+        f"print(g.pid, flush=True); time.sleep(3600)"
+    )
     for _ in range(n):
         proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
         record_pid(proc.pid)
@@ -177,12 +196,17 @@ class Server:
 
     def reply(self, writer: asyncio.StreamWriter, code: int, body: Any) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        writer.write(f"HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        writer.write(
+            f"HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
 
     def authorized(self, headers: dict[str, str]) -> bool:
         return not self.args.api_key or headers.get("authorization") == f"Bearer {self.args.api_key}"
 
-    async def route(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
+    async def route(
+        self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter, headers: dict[str, str]
+    ) -> None:
         if method == "GET" and path in ("/health", "/health_generate"):
             ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at
             self.reply(writer, 200 if ready else 503, {} if ready else {"error": "starting"})
@@ -191,11 +215,19 @@ class Server:
         elif method == "GET" and path == "/v1/models":
             self.reply(writer, 200, {"object": "list", "data": [{"id": self.args.model_path, "object": "model"}]})
         elif method == "GET" and path == "/standin_stats":
-            self.reply(writer, 200, {"max_in_flight": Stats.max_in_flight, "requests": Stats.requests, "flushes": Stats.flushes})
+            self.reply(
+                writer,
+                200,
+                {"max_in_flight": Stats.max_in_flight, "requests": Stats.requests, "flushes": Stats.flushes},
+            )
         elif method == "POST" and path == "/flush_cache":
             Stats.flushes += 1
             self.reply(writer, 200, b"Cache flushed.\n")
-        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate") and not self.authorized(headers):
+        elif (
+            method == "POST"
+            and path in ("/v1/completions", "/v1/chat/completions", "/generate")
+            and not self.authorized(headers)
+        ):
             self.reply(writer, 401, {"error": "invalid api key"})
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate"):
             if "crash_on_request" in OPTIONS:
@@ -221,7 +253,11 @@ class Server:
         try:
             if not body.get("stream"):
                 text = "".join(self.token(i) for i in range(n))
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+                choice = (
+                    {"index": 0, "message": {"role": "assistant", "content": text}}
+                    if chat
+                    else {"index": 0, "text": text}
+                )
                 self.reply(writer, 200, {"choices": [choice], "usage": self.usage(record)})
                 return
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -249,11 +285,15 @@ class Server:
                 now = time.time()
                 record.setdefault("first", now)
                 record["last"] = now
-                if i and i % 40 == 0 and self.interval:  # SGLang's decode log line, every --decode-log-interval (40) iterations
+                if (
+                    i and i % 40 == 0 and self.interval
+                ):  # SGLang's decode log line, every --decode-log-interval (40) iterations
                     rate = 40 / (now - record.get("logged", record["first"])) if i > 40 else i / (now - record["first"])
                     record["logged"] = now
-                    log(f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, cuda graph: True, "
-                        f"gen throughput (token/s): {rate:.2f}, #queue-req: 0, ")
+                    log(
+                        f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, cuda graph: True, "
+                        f"gen throughput (token/s): {rate:.2f}, #queue-req: 0, "
+                    )
                 await writer.drain()
             if body.get("stream_options", {}).get("include_usage") and "no_usage" not in OPTIONS:
                 self.event(writer, {"choices": [], "usage": self.usage(record)})
@@ -276,7 +316,9 @@ class Server:
     @staticmethod
     def encode(chunk: Any) -> bytes:
         """One SSE event as one HTTP chunk."""
-        payload = b"data: " + (b"[DONE]" if chunk is None else json.dumps(chunk, separators=(",", ":")).encode()) + b"\n\n"
+        payload = (
+            b"data: " + (b"[DONE]" if chunk is None else json.dumps(chunk, separators=(",", ":")).encode()) + b"\n\n"
+        )
         return b"%x\r\n%s\r\n" % (len(payload), payload)
 
     def event(self, writer: asyncio.StreamWriter, chunk: Any) -> None:

@@ -9,7 +9,18 @@ def test_true_is_a_bare_flag_and_false_or_none_is_nothing() -> None:
 
 def test_values_follow_their_flag_and_lists_give_several_values() -> None:
     args = (("tp-size", 16), ("mem-fraction-static", 0.7), ("cuda-graph-bs", ("1", "2", "4")), ("model", "a b"))
-    assert to_argv(args) == ["--tp-size", "16", "--mem-fraction-static", "0.7", "--cuda-graph-bs", "1", "2", "4", "--model", "a b"]
+    assert to_argv(args) == [
+        "--tp-size",
+        "16",
+        "--mem-fraction-static",
+        "0.7",
+        "--cuda-graph-bs",
+        "1",
+        "2",
+        "4",
+        "--model",
+        "a b",
+    ]
 
 
 def test_later_layers_win_and_false_removes_an_earlier_flag() -> None:

@@ -76,16 +76,20 @@ def test_minimal_matrix_is_valid(pytester: pytest.Pytester) -> None:
     ],
     ids=["mapping-in-value", "unclosed-flow-list"],
 )
-def test_yaml_syntax_error_names_the_line_of_the_mistake(pytester: pytest.Pytester, old: str, new: str,
-                                                         mistake: str, expected: str) -> None:  # fmt: skip
+def test_yaml_syntax_error_names_the_line_of_the_mistake(
+    pytester: pytest.Pytester, old: str, new: str, mistake: str, expected: str
+) -> None:
     text = edit(old, new)
     assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, mistake)}: ", "YAML syntax error", expected)
 
 
 def test_unknown_top_level_key_names_line_and_suggests_closest(pytester: pytest.Pytester) -> None:
     text = edit("workloads:\n", "workload:\n")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'workload:')}: workload: ",
-                       "unknown key (did you mean 'workloads'?)")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'workload:')}: workload: ",
+        "unknown key (did you mean 'workloads'?)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,36 +97,59 @@ def test_unknown_top_level_key_names_line_and_suggests_closest(pytester: pytest.
     [
         ("args: {tp-size: 1}", "args: [tp-size, 1]", "args", "expected a mapping, got a list"),
         ('env: {LOG_LEVEL: "1"}', "env: {LOG_LEVEL: {level: 1}}", "env.LOG_LEVEL", "expected a string or number"),
-        ("max_tokens: 16", 'max_tokens: "x"', "workloads.single.max_tokens", "expected an integer >= 1, got the string 'x'"),
-        ("{on: {speculative-algorithm: NEXTN}}", "{on: [speculative-algorithm]}", "features.nextn.on",
-         "expected a mapping, got a list"),
-        ("{concurrency: 1, requests: 2}", "{concurrency: many, requests: 2}", "workloads.batch.levels[0].concurrency",
-         "expected an integer >= 1, got the string 'many'"),
+        (
+            "max_tokens: 16",
+            'max_tokens: "x"',
+            "workloads.single.max_tokens",
+            "expected an integer >= 1, got the string 'x'",
+        ),
+        (
+            "{on: {speculative-algorithm: NEXTN}}",
+            "{on: [speculative-algorithm]}",
+            "features.nextn.on",
+            "expected a mapping, got a list",
+        ),
+        (
+            "{concurrency: 1, requests: 2}",
+            "{concurrency: many, requests: 2}",
+            "workloads.batch.levels[0].concurrency",
+            "expected an integer >= 1, got the string 'many'",
+        ),
     ],
     ids=["args-list", "env-mapping", "max_tokens-string", "feature-on-list", "concurrency-string"],
 )
-def test_wrong_type_names_line_key_and_expected_type(pytester: pytest.Pytester, old: str, new: str, path: str,
-                                                     expected: str) -> None:  # fmt: skip
+def test_wrong_type_names_line_key_and_expected_type(
+    pytester: pytest.Pytester, old: str, new: str, path: str, expected: str
+) -> None:
     text = edit(old, new)
     assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, new)}: {path}: ", expected)
 
 
 def test_unknown_feature_in_row_names_line_key_and_suggests_closest(pytester: pytest.Pytester) -> None:
     text = edit("[cuda_graph, nextn]", "[cuda_graph, nxtn]")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'nxtn')}: rows[1][1]: ",
-                       "unknown feature 'nxtn' (did you mean 'nextn'?)")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'nxtn')}: rows[1][1]: ",
+        "unknown feature 'nxtn' (did you mean 'nextn'?)",
+    )
 
 
 def test_unknown_feature_in_known_issue_names_line_key_and_suggests_closest(pytester: pytest.Pytester) -> None:
     text = edit("when: [nextn]", "when: [nxtn]")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'nxtn')}: known_issues[0].when[0]: ",
-                       "unknown feature 'nxtn' (did you mean 'nextn'?)")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'nxtn')}: known_issues[0].when[0]: ",
+        "unknown feature 'nxtn' (did you mean 'nextn'?)",
+    )
 
 
 def test_unknown_workload_in_row_names_line_key_and_suggests_closest(pytester: pytest.Pytester) -> None:
     text = edit("  - [cuda_graph, nextn]", "  - {features: [cuda_graph, nextn], workloads: [singel]}")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'singel')}: rows[1].workloads[0]: ",
-                       "unknown workload 'singel' (did you mean 'single'?)")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'singel')}: rows[1].workloads[0]: ",
+        "unknown workload 'singel' (did you mean 'single'?)",
+    )
 
 
 def test_duplicate_row_names_the_row_it_repeats(pytester: pytest.Pytester) -> None:
@@ -132,15 +159,21 @@ def test_duplicate_row_names_the_row_it_repeats(pytester: pytest.Pytester) -> No
 
 def test_rows_with_same_features_and_no_id_ask_for_an_explicit_id(pytester: pytest.Pytester) -> None:
     text = edit("  - [cuda_graph, nextn]", "  - {features: [cuda_graph], args: {tp-size: 2}}")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'tp-size: 2')}: rows[1]: ",
-                       "duplicate row id 'cuda_graph'", "rows[0]", "id:")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'tp-size: 2')}: rows[1]: ",
+        "duplicate row id 'cuda_graph'",
+        "rows[0]",
+        "id:",
+    )
 
 
 def test_explicit_id_colliding_with_a_generated_row_id_is_refused(pytester: pytest.Pytester) -> None:
     rows = "  - {id: nextn, features: [cuda_graph], args: {tp-size: 2}}\ngenerate: {mode: product}\n"
     text = edit("  - [cuda_graph]\n  - [cuda_graph, nextn]\n", rows)
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'generate:')}: generate: ",
-                       "duplicate row id 'nextn'", "rows[0]")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text), f"m.yaml:{line_with(text, 'generate:')}: generate: ", "duplicate row id 'nextn'", "rows[0]"
+    )
 
 
 def test_empty_rows_without_generate_asks_for_a_row(pytester: pytest.Pytester) -> None:
@@ -150,8 +183,11 @@ def test_empty_rows_without_generate_asks_for_a_row(pytester: pytest.Pytester) -
 
 def test_batch_level_without_concurrency_names_the_missing_key(pytester: pytest.Pytester) -> None:
     text = edit("{concurrency: 4, requests: 8}", "{requests: 8}")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, '{requests: 8}')}: workloads.batch.levels[1]: ",
-                       "missing required key 'concurrency'")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, '{requests: 8}')}: workloads.batch.levels[1]: ",
+        "missing required key 'concurrency'",
+    )
 
 
 def test_fewer_requests_than_concurrency_names_both(pytester: pytest.Pytester) -> None:
@@ -162,14 +198,21 @@ def test_fewer_requests_than_concurrency_names_both(pytester: pytest.Pytester) -
 
 def test_duplicate_concurrency_in_levels_names_the_level(pytester: pytest.Pytester) -> None:
     text = edit("{concurrency: 4, requests: 8}", "{concurrency: 1, requests: 8}")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'requests: 8')}: workloads.batch.levels[1]: ",
-                       "concurrency 1 is listed twice")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, 'requests: 8')}: workloads.batch.levels[1]: ",
+        "concurrency 1 is listed twice",
+    )
 
 
 def test_bad_version_range_names_the_range_and_an_example(pytester: pytest.Pytester) -> None:
     text = edit('"<0.4.4"', '"<<0.4"')
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, '<<0.4')}: known_issues[0].sglang: ",
-                       "expected a version range such as", "'<<0.4'")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text),
+        f"m.yaml:{line_with(text, '<<0.4')}: known_issues[0].sglang: ",
+        "expected a version range such as",
+        "'<<0.4'",
+    )
 
 
 def test_missing_matrix_file_says_no_such_file(pytester: pytest.Pytester) -> None:
@@ -178,14 +221,16 @@ def test_missing_matrix_file_says_no_such_file(pytester: pytest.Pytester) -> Non
 
 def test_duplicate_yaml_key_names_line_and_full_key_path(pytester: pytest.Pytester) -> None:
     text = edit("  cuda_graph: {off", "  nextn: {off")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'nextn: {off')}: features.nextn: ",
-                       "duplicate key")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text), f"m.yaml:{line_with(text, 'nextn: {off')}: features.nextn: ", "duplicate key"
+    )
 
 
 def test_feature_named_like_a_pytest_marker_is_refused(pytester: pytest.Pytester) -> None:
     text = edit("  cuda_graph: {off", "  xfail: {off")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'xfail:')}: features.xfail: ",
-                       "'xfail' is a pytest marker")  # fmt: skip
+    assert_usage_error(
+        run(pytester, text), f"m.yaml:{line_with(text, 'xfail:')}: features.xfail: ", "'xfail' is a pytest marker"
+    )
 
 
 def test_missing_model_names_the_key(pytester: pytest.Pytester) -> None:
@@ -195,7 +240,9 @@ def test_missing_model_names_the_key(pytester: pytest.Pytester) -> None:
 
 def test_launch_as_a_string_asks_for_an_argv_list(pytester: pytest.Pytester) -> None:
     text = edit("launch: [sglang-serve]", "launch: sglang-serve --port 1")
-    assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, 'launch:')}: launch: ", "expected a list of strings")
+    assert_usage_error(
+        run(pytester, text), f"m.yaml:{line_with(text, 'launch:')}: launch: ", "expected a list of strings"
+    )
 
 
 def test_bad_sglang_version_option_names_the_option(pytester: pytest.Pytester) -> None:
@@ -216,17 +263,40 @@ def test_broken_matrix_is_ignored_without_ablate_matrix(pytester: pytest.Pyteste
     [
         ('sglang: "<0.4.4"', 'sglang: " "', 'sglang: " "', "known_issues[0].sglang: ", "got an empty string"),
         ("args: {tp-size: 1}", "args: {[tp-size]: 1}", "args: {[tp-size]", "", "a key must be a name"),
-        ('reason: "spec decoding breaks"', 'reason: "x", workloads: []', "workloads: []", "known_issues[0].workloads: ",
-         "expected at least one workload"),
-        ("nextn: {on: {speculative-algorithm: NEXTN}}", "nextn: {on: }", "nextn: {on: }", "features.nextn: ",
-         "a feature that changes no flag"),
+        (
+            'reason: "spec decoding breaks"',
+            'reason: "x", workloads: []',
+            "workloads: []",
+            "known_issues[0].workloads: ",
+            "expected at least one workload",
+        ),
+        (
+            "nextn: {on: {speculative-algorithm: NEXTN}}",
+            "nextn: {on: }",
+            "nextn: {on: }",
+            "features.nextn: ",
+            "a feature that changes no flag",
+        ),
         ("args: {tp-size: 1}", "args: {tp-size: 1, tp: 2}", "args: {tp-size: 1, tp: 2}", "args.tp: ", "given twice"),
-        ("  - [cuda_graph]\n", "  - {features: [cuda_graph], id: tp=2}\n", "  - {features", "rows[0].id: ",
-         "letters, digits and _ . + - only"),
+        (
+            "  - [cuda_graph]\n",
+            "  - {features: [cuda_graph], id: tp=2}\n",
+            "  - {features",
+            "rows[0].id: ",
+            "letters, digits and _ . + - only",
+        ),
     ],
-    ids=["empty-version-range", "list-as-key", "empty-rule-workloads", "feature-on-null", "flag-alias-twice", "id-with-equals"],
-)  # fmt: skip
-def test_more_bad_input_is_one_clear_line(pytester: pytest.Pytester, old: str, new: str, mistake: str, where: str,
-                                          expected: str) -> None:  # fmt: skip
+    ids=[
+        "empty-version-range",
+        "list-as-key",
+        "empty-rule-workloads",
+        "feature-on-null",
+        "flag-alias-twice",
+        "id-with-equals",
+    ],
+)
+def test_more_bad_input_is_one_clear_line(
+    pytester: pytest.Pytester, old: str, new: str, mistake: str, where: str, expected: str
+) -> None:
     text = edit(old, new)
     assert_usage_error(run(pytester, text), f"m.yaml:{line_with(text, mistake)}: {where}", expected)

@@ -63,7 +63,9 @@ def test_k_selects_exactly_the_rows_with_the_feature_on_by_marker_not_only_by_id
 
 
 def test_bracketed_row_id_selects_or_deselects_exactly_one_row(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "not [cuda_graph+radix_cache]")
+    result = project.runpytest_subprocess(
+        "--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "not [cuda_graph+radix_cache]"
+    )
     assert collected(result) == [
         "tiny.yaml::test_single[cuda_graph+radix_cache+nextn-single]",
         "tiny.yaml::test_batch[cuda_graph+radix_cache+nextn-batch-c2]",
@@ -73,13 +75,19 @@ def test_bracketed_row_id_selects_or_deselects_exactly_one_row(project: pytest.P
 
 
 def test_a_plain_k_still_works_on_ids(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "batch and not nextn")
-    assert collected(result) == ["tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c2]", "tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c4]"]
+    result = project.runpytest_subprocess(
+        "--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "-k", "batch and not nextn"
+    )
+    assert collected(result) == [
+        "tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c2]",
+        "tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c4]",
+    ]
 
 
 def test_m_selects_by_feature_markers_which_are_registered(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "--strict-markers",
-                                          "-m", "cuda_graph and not nextn")  # fmt: skip
+    result = project.runpytest_subprocess(
+        "--ablate-matrix", "tiny.yaml", "--collect-only", "-q", "--strict-markers", "-m", "cuda_graph and not nextn"
+    )
     assert collected(result) == [
         "tiny.yaml::test_single[cuda_graph+radix_cache-single]",
         "tiny.yaml::test_batch[cuda_graph+radix_cache-batch-c2]",
@@ -94,10 +102,13 @@ def test_one_server_per_row_shared_across_modules_and_stopped_before_the_next(pr
     project.makepyfile(test_a=USER_TEST, test_b=USER_TEST)
     project.runpytest_subprocess("tiny.yaml", "test_a.py", "test_b.py", "--ablate-matrix", "tiny.yaml")
     assert (project.path / "launches.log").read_text().split("\n")[:-1] == [
-        "start cuda_graph+radix_cache", "stop cuda_graph+radix_cache",
-        "start cuda_graph+radix_cache+nextn", "stop cuda_graph+radix_cache+nextn",
-        "start nextn-only", "stop nextn-only",
-    ]  # fmt: skip
+        "start cuda_graph+radix_cache",
+        "stop cuda_graph+radix_cache",
+        "start cuda_graph+radix_cache+nextn",
+        "stop cuda_graph+radix_cache+nextn",
+        "start nextn-only",
+        "stop nextn-only",
+    ]
 
 
 def test_users_own_tests_are_parametrized_over_the_same_rows(project: pytest.Pytester) -> None:
@@ -110,11 +121,15 @@ def test_users_own_tests_are_parametrized_over_the_same_rows(project: pytest.Pyt
     ]
 
 
-def test_known_issue_row_xfails_when_its_server_fails_to_launch(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_known_issue_row_xfails_when_its_server_fails_to_launch(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.makeconftest(RECORDING_SERVER)
     project.makepyfile(test_mine=USER_TEST)
     monkeypatch.setenv("FAIL_ROWS", "cuda_graph+radix_cache+nextn,nextn-only")
-    result = project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3", "-rxX")
+    result = project.runpytest_subprocess(
+        "test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3", "-rxX"
+    )
     result.assert_outcomes(passed=1, xfailed=1, errors=1)
     result.stdout.fnmatch_lines(["XFAIL*cuda_graph+radix_cache+nextn*spec decoding vs radix cache*"])
     assert (project.path / "launches.log").read_text().count("start cuda_graph+radix_cache+nextn") == 1
@@ -123,7 +138,9 @@ def test_known_issue_row_xfails_when_its_server_fails_to_launch(project: pytest.
 def test_known_issue_row_that_launches_fine_is_a_strict_xpass_failure(project: pytest.Pytester) -> None:
     project.makeconftest(RECORDING_SERVER)
     project.makepyfile(test_mine=USER_TEST)
-    result = project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3")
+    result = project.runpytest_subprocess(
+        "test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3"
+    )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*spec decoding vs radix cache*"])
 
@@ -131,15 +148,21 @@ def test_known_issue_row_that_launches_fine_is_a_strict_xpass_failure(project: p
 def test_assertion_failure_inside_a_known_issue_row_still_fails(project: pytest.Pytester) -> None:
     project.makeconftest(RECORDING_SERVER)
     project.makepyfile(test_mine="def test_uses_server(sglang_server):\n    assert 'nextn' not in sglang_server.id\n")
-    result = project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3")
+    result = project.runpytest_subprocess(
+        "test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.4.3"
+    )
     result.assert_outcomes(passed=1, failed=2)
 
 
-def test_rule_outside_its_version_range_does_not_apply(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rule_outside_its_version_range_does_not_apply(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.makeconftest(RECORDING_SERVER)
     project.makepyfile(test_mine=USER_TEST)
     monkeypatch.setenv("FAIL_ROWS", "cuda_graph+radix_cache+nextn")
-    result = project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.5.6")
+    result = project.runpytest_subprocess(
+        "test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.5.6"
+    )
     result.assert_outcomes(passed=2, errors=1)
 
 
@@ -148,7 +171,9 @@ def test_last_failed_reruns_only_the_failed_rows(project: pytest.Pytester, monke
     project.makepyfile(test_mine=USER_TEST)
     monkeypatch.setenv("FAIL_ROWS", "nextn-only")
     project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--ablate-sglang-version", "0.5.6")
-    result = project.runpytest_subprocess("test_mine.py", "--ablate-matrix", "tiny.yaml", "--lf", "--collect-only", "-q")
+    result = project.runpytest_subprocess(
+        "test_mine.py", "--ablate-matrix", "tiny.yaml", "--lf", "--collect-only", "-q"
+    )
     assert collected(result) == ["test_mine.py::test_uses_server[nextn-only]"]
 
 

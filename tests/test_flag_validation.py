@@ -73,33 +73,43 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
 def test_row_with_a_flag_the_engine_rejects_fails_collection_naming_flag_and_version(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--ablate-matrix", "m.yaml")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines([
-        "*ERROR collecting m.yaml*",
-        "sglang 0.5.23 rejects the flags of row 'cuda_graph+flashinfer_mla' in m.yaml: unrecognized arguments: --enable-flashinfer-mla",
-        "*",
-        "*",
-        "ERROR m.yaml::cuda_graph+flashinfer_mla - sglang 0.5.23 rejects the flags of*",
-        "*Interrupted: 1 error during collection*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting m.yaml*",
+            "sglang 0.5.23 rejects the flags of row 'cuda_graph+flashinfer_mla' in m.yaml: unrecognized arguments: --enable-flashinfer-mla",
+            "*",
+            "*",
+            "ERROR m.yaml::cuda_graph+flashinfer_mla - sglang 0.5.23 rejects the flags of*",
+            "*Interrupted: 1 error during collection*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
 def test_deselecting_the_rejected_row_lets_the_rest_run(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only", "-q", "-k", "not flashinfer_mla")
+    result = project.runpytest_subprocess(
+        "--ablate-matrix", "m.yaml", "--collect-only", "-q", "-k", "not flashinfer_mla"
+    )
     assert result.ret == pytest.ExitCode.OK
     assert [line for line in result.outlines if "::" in line] == [
-        "m.yaml::test_single[cuda_graph-single]", "m.yaml::test_single[nextn-single]"]
+        "m.yaml::test_single[cuda_graph-single]",
+        "m.yaml::test_single[nextn-single]",
+    ]
 
 
 def test_header_says_the_flags_were_validated_and_which_version_was_found(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--ablate-matrix", "m.yaml", "--collect-only", "-k", "not flashinfer_mla")
-    result.stdout.fnmatch_lines([
-        f"ablate: m.yaml (m): 3 rows, 3 cases; sglang 0.5.23 (installed for {sys.executable})",
-        "ablate: flags validated by sglang 0.5.23's parser",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            f"ablate: m.yaml (m): 3 rows, 3 cases; sglang 0.5.23 (installed for {sys.executable})",
+            "ablate: flags validated by sglang 0.5.23's parser",
+        ]
+    )
 
 
-def test_installed_version_decides_which_known_issues_apply(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_installed_version_decides_which_known_issues_apply(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYTHONPATH", str(fake_sglang(pytester.path, "0.4.3.post2")))
     pytester.makefile(".yaml", m=MATRIX.format(python=sys.executable))
     result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-plan", "-k", "not flashinfer_mla")
@@ -126,9 +136,9 @@ def test_plan_shows_the_engines_deprecation_warnings(project: pytest.Pytester) -
 
 def test_rows_that_only_exist_for_the_installed_version_are_checked_too(project: pytest.Pytester) -> None:
     # with no version given, rule `a` (<0.4.4) excludes rows; the installed 0.5.23 brings them back: probe them too
-    text = """
+    text = f"""
 model: m
-launch: [{python}, -m, sglang.launch_server]
+launch: [{sys.executable}, -m, sglang.launch_server]
 features:
   a: {{on: {{enable-flashinfer-mla: true}}}}
   b: {{on: {{tp-size: 2}}}}
@@ -137,8 +147,10 @@ known_issues:
   - {{when: [a], reason: "old", sglang: "<0.4.4"}}
 workloads:
   single: {{kind: single, prompt: hi}}
-""".format(python=sys.executable)
+"""
     project.makefile(".yaml", g=text)
     result = project.runpytest_subprocess("--ablate-matrix", "g.yaml", "--ablate-plan")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*ERROR g.yaml::a - sglang 0.5.23 rejects*", "*ERROR g.yaml::a+b - sglang 0.5.23 rejects*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR g.yaml::a - sglang 0.5.23 rejects*", "*ERROR g.yaml::a+b - sglang 0.5.23 rejects*"]
+    )

@@ -60,6 +60,10 @@ def test_pairwise_gives_the_same_rows_whatever_the_hash_seed() -> None:
     import sys
 
     code = "from pytest_sglang_ablate.matrix.combinations import pairwise; print(pairwise(14, lambda c: not (c[0] and c[3])))"
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": seed},
-                           check=True).stdout for seed in ("1", "2")}  # fmt: skip
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": seed}, check=True
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1

@@ -95,7 +95,7 @@ def test_a_row_is_launched_once_and_shared_by_its_tests(pytester: pytest.Pyteste
         ("exit=port_in_use", "port_in_use", "Address already in use"),
         ("exit=plain", "exited", "exit code 1"),
     ],
-)  # fmt: skip
+)
 def test_launch_failure_is_classified_with_evidence_hint_and_log_tail(
     pytester: pytest.Pytester, behaviour: str, failure_class: str, evidence: str
 ) -> None:
@@ -117,7 +117,11 @@ def test_unknown_flag_is_a_bad_flag_failure(pytester: pytest.Pytester) -> None:
 
 
 def test_server_that_never_answers_fails_at_the_startup_deadline_and_is_stopped(pytester: pytest.Pytester) -> None:
-    pids = project(pytester, '  - {features: [], env: {STANDIN: "never_ready,children=1"}}\n', server="{shutdown_grace: 1, startup_timeout: 1}")
+    pids = project(
+        pytester,
+        '  - {features: [], env: {STANDIN: "never_ready,children=1"}}\n',
+        server="{shutdown_grace: 1, startup_timeout: 1}",
+    )
     result = run(pytester)
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*no healthy answer from http://127.0.0.1:*/health within 1 s [[]startup_timeout[]]*"])
@@ -131,8 +135,12 @@ def test_slow_start_is_waited_for(pytester: pytest.Pytester) -> None:
 
 def test_oom_is_retried_at_lower_mem_fraction_and_the_value_that_worked_is_recorded(pytester: pytest.Pytester) -> None:
     tests = "def test_fraction(sglang_server):\n    assert sglang_server.mem_fraction_static == 0.7\n    assert '0.7' in sglang_server.argv\n"
-    pids = project(pytester, '  - {features: [], env: {STANDIN: "oom_above=0.75"}}\n', tests,
-                   server="{shutdown_grace: 1, oom_retry_mem_fraction: [0.8, 0.7]}")  # fmt: skip
+    pids = project(
+        pytester,
+        '  - {features: [], env: {STANDIN: "oom_above=0.75"}}\n',
+        tests,
+        server="{shutdown_grace: 1, oom_retry_mem_fraction: [0.8, 0.7]}",
+    )
     run(pytester).assert_outcomes(passed=1)
     assert len(pids_in(pids)) == 3  # default, 0.8 (still OOM), 0.7
 
@@ -141,23 +149,29 @@ def test_setting_the_server_silently_changed_fails_the_row_naming_the_difference
     project(pytester, "  - [dp]\n")
     result = run(pytester)
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*[[]config_drift[]]*", "*evidence: enable_dp_attention: asked True, server runs False*"])
+    result.stdout.fnmatch_lines(
+        ["*[[]config_drift[]]*", "*evidence: enable_dp_attention: asked True, server runs False*"]
+    )
 
 
 def test_known_renames_are_not_differences_and_the_effective_config_is_kept(pytester: pytest.Pytester) -> None:
-    tests = ("def test_config(sglang_server):\n"
-             "    assert sglang_server.info['speculative_algorithm'] == 'EAGLE'\n"
-             "    assert sglang_server.info['max_running_requests'] == 64\n")  # fmt: skip
+    tests = (
+        "def test_config(sglang_server):\n"
+        "    assert sglang_server.info['speculative_algorithm'] == 'EAGLE'\n"
+        "    assert sglang_server.info['max_running_requests'] == 64\n"
+    )
     project(pytester, "  - [nextn]\n", tests)
     run(pytester).assert_outcomes(passed=1)
 
 
 def test_server_dying_during_a_workload_is_reported_with_its_cause(pytester: pytest.Pytester) -> None:
-    tests = ("import requests\n"
-             "def test_request(sglang_server):\n"
-             "    try:\n        requests.post(sglang_server.base_url + '/v1/completions', json={}, timeout=10)\n"
-             "    except requests.RequestException:\n        sglang_server.ensure_alive()\n"
-             "    raise AssertionError('the request should have failed')\n")  # fmt: skip
+    tests = (
+        "import requests\n"
+        "def test_request(sglang_server):\n"
+        "    try:\n        requests.post(sglang_server.base_url + '/v1/completions', json={}, timeout=10)\n"
+        "    except requests.RequestException:\n        sglang_server.ensure_alive()\n"
+        "    raise AssertionError('the request should have failed')\n"
+    )
     pids = project(pytester, '  - {features: [], env: {STANDIN: "crash_on_request,children=1"}}\n', tests)
     result = run(pytester)
     result.assert_outcomes(failed=1)
@@ -173,11 +187,13 @@ def test_teardown_escalates_to_sigkill_for_processes_that_ignore_sigterm(pyteste
 
 
 def test_children_left_by_a_crashed_server_are_killed(pytester: pytest.Pytester) -> None:
-    tests = ("import requests\n"
-             "def test_request(sglang_server):\n"
-             "    try:\n        requests.post(sglang_server.base_url + '/v1/completions', json={}, timeout=10)\n"
-             "    except requests.RequestException:\n        pass\n"
-             "    sglang_server.ensure_alive()\n")  # fmt: skip
+    tests = (
+        "import requests\n"
+        "def test_request(sglang_server):\n"
+        "    try:\n        requests.post(sglang_server.base_url + '/v1/completions', json={}, timeout=10)\n"
+        "    except requests.RequestException:\n        pass\n"
+        "    sglang_server.ensure_alive()\n"
+    )
     pids = project(pytester, '  - {features: [], env: {STANDIN: "exit_on_request,children=2"}}\n', tests)
     run(pytester).assert_outcomes(failed=1)
     assert len(pids_in(pids)) == 5
@@ -197,8 +213,12 @@ def test_hold(sglang_server):
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
 def test_nothing_survives_when_pytest_is_interrupted_or_killed(pytester: pytest.Pytester, how: signal.Signals) -> None:
     pids = project(pytester, '  - {features: [], env: {STANDIN: "children=2"}}\n', HOLDS)
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "test_server.py", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider"],
-                            cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "test_server.py", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ready = pytester.path / "ready"
     deadline = time.monotonic() + 60
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -208,8 +228,12 @@ def test_nothing_survives_when_pytest_is_interrupted_or_killed(pytester: pytest.
     os.kill(proc.pid, how)
     proc.wait(timeout=60)
     assert gone(pids_in(pids)) == []
-    supervisors = [p for p in psutil.process_iter(["cmdline"]) if "pytest_sglang_ablate.server.supervisor" in " ".join(p.info["cmdline"] or [])
-                   and str(pytester.path) in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    supervisors = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "pytest_sglang_ablate.server.supervisor" in " ".join(p.info["cmdline"] or [])
+        and str(pytester.path) in " ".join(p.info["cmdline"] or [])
+    ]
     assert gone([p.pid for p in supervisors]) == []
 
 

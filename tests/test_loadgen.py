@@ -13,7 +13,11 @@ from pytest_sglang_ablate.measure.loadgen import Record, _Response
 def chunked(*events: bytes, crlf: bool = False) -> bytes:
     sep = b"\r\n\r\n" if crlf else b"\n\n"
     body = b"".join(b"%x\r\n%s\r\n" % (len(e + sep), e + sep) for e in events)
-    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + body
+        + b"0\r\n\r\n"
+    )
 
 
 def token(text: str) -> bytes:
@@ -31,7 +35,13 @@ def feed(answer: bytes, cut: int | None = None, keep_text: bool = False) -> Reco
         proto = _Response()
         record = Record()
         proto.reset(record, keep_text)
-        parts = [answer[i : i + 1] for i in range(len(answer))] if cut == -1 else [answer[:cut], answer[cut:]] if cut else [answer]
+        parts = (
+            [answer[i : i + 1] for i in range(len(answer))]
+            if cut == -1
+            else [answer[:cut], answer[cut:]]
+            if cut
+            else [answer]
+        )
         for part in parts:
             proto.data_received(part)
         assert proto.finished is not None and proto.finished.done()
@@ -79,7 +89,9 @@ def test_a_body_ended_by_closing_the_connection_is_read() -> None:
         proto = _Response()
         record = Record()
         proto.reset(record, False)
-        proto.data_received(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + token("a") + b"\n\n" + USAGE + b"\n\n")
+        proto.data_received(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + token("a") + b"\n\n" + USAGE + b"\n\n"
+        )
         proto.connection_lost(None)
         assert proto.finished is not None
         proto.finished.result()

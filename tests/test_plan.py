@@ -27,12 +27,20 @@ def sglang_server(request):
 def test_plan_lists_rows_commands_expected_outcomes_and_gpus_without_launching(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TINY)
     pytester.makeconftest(NEVER_LAUNCHES)
-    result = pytester.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3")
+    result = pytester.runpytest_subprocess(
+        "--ablate-matrix", "tiny.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3"
+    )
     assert result.ret == pytest.ExitCode.OK
     out = result.stdout.str()
     assert "launch prefix: python3 -m sglang.launch_server" in out
-    for text in ("cuda_graph+radix_cache+nextn", "nextn-only", "--disable-radix-cache", "--mem-fraction-static 0.7",
-                 "xfail: spec decoding vs", "c2,c4"):  # fmt: skip
+    for text in (
+        "cuda_graph+radix_cache+nextn",
+        "nextn-only",
+        "--disable-radix-cache",
+        "--mem-fraction-static 0.7",
+        "xfail: spec decoding vs",
+        "c2,c4",
+    ):
         assert text in out
     result.stdout.fnmatch_lines(["3 rows, 7 cases (3 expected to fail); nothing launched"])
     assert not (pytester.path / "launched").exists()
@@ -40,7 +48,9 @@ def test_plan_lists_rows_commands_expected_outcomes_and_gpus_without_launching(p
 
 def test_plan_follows_k_selection(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TINY)
-    result = pytester.runpytest_subprocess("--ablate-matrix", "tiny.yaml", "--ablate-plan", "-k", "nextn and not radix_cache")
+    result = pytester.runpytest_subprocess(
+        "--ablate-matrix", "tiny.yaml", "--ablate-plan", "-k", "nextn and not radix_cache"
+    )
     result.stdout.fnmatch_lines(["1 rows, 1 cases (0 expected to fail); nothing launched"])
     assert "nextn-only" in result.stdout.str() and "cuda_graph+radix_cache " not in result.stdout.str()
 
@@ -56,7 +66,9 @@ def test_plan_shows_gpus_from_tp_dp_and_nodes() -> None:
 
 def test_r1_plan_counts_the_seed_rows_and_their_expected_failures(pytester: pytest.Pytester) -> None:
     (pytester.path / "r1.yaml").write_text((REPO / "matrix" / "r1.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    result = pytester.runpytest_subprocess("--ablate-matrix", "r1.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3.post2")
+    result = pytester.runpytest_subprocess(
+        "--ablate-matrix", "r1.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3.post2"
+    )
     result.stdout.fnmatch_lines(["17 rows, 38 cases (9 expected to fail); nothing launched"])
 
 
@@ -64,9 +76,25 @@ def test_from_the_repository_root_the_matrix_runs_alone_not_the_plugins_own_test
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pytest", "--ablate-matrix", "matrix/r1.yaml", "--collect-only", "-q",
-                           "--ablate-sglang-version", "0.4.3.post2", "-p", "no:cacheprovider"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--ablate-matrix",
+            "matrix/r1.yaml",
+            "--collect-only",
+            "-q",
+            "--ablate-sglang-version",
+            "0.4.3.post2",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     ids = [line for line in done.stdout.splitlines() if "::" in line]
     assert len(ids) == 38 and all(i.startswith("matrix/r1.yaml::test_") for i in ids), done.stdout[-2000:]
 
@@ -86,7 +114,9 @@ def r1_cases() -> dict[str, tuple[str | None, int | None]]:
     return {c.id: (c.xfail, c.level.requests if c.level else None) for c in ablation.cases}
 
 
-def test_r1_has_every_single_query_row_of_the_seed_with_its_outcome(r1_cases: dict[str, tuple[str | None, int | None]]) -> None:
+def test_r1_has_every_single_query_row_of_the_seed_with_its_outcome(
+    r1_cases: dict[str, tuple[str | None, int | None]],
+) -> None:
     seed = _seed("single_query.csv")
     assert len(seed) == 16
     for s in seed:
@@ -96,13 +126,21 @@ def test_r1_has_every_single_query_row_of_the_seed_with_its_outcome(r1_cases: di
         assert (r1_cases[case][0] is not None) == expected_to_fail, case
 
 
-def test_r1_has_every_batch_level_of_the_seed_with_its_requests_and_outcome(r1_cases: dict[str, tuple[str | None, int | None]]) -> None:
+def test_r1_has_every_batch_level_of_the_seed_with_its_requests_and_outcome(
+    r1_cases: dict[str, tuple[str | None, int | None]],
+) -> None:
     for s in _seed("offline_batch.csv"):
         row = "+".join(_features(s))
-        if not s["concurrency"]:  # failed (or unmeasured) with no level given: the row exists and fails, or is single-only
+        if not s[
+            "concurrency"
+        ]:  # failed (or unmeasured) with no level given: the row exists and fails, or is single-only
             assert any(c.startswith(row + "-") for c in r1_cases), row
             if s["runnable"] == "no":
-                assert all(x is not None for c, (x, _) in r1_cases.items() if c.rsplit("-", 1)[0] == row or c.rsplit("-", 2)[0] == row)
+                assert all(
+                    x is not None
+                    for c, (x, _) in r1_cases.items()
+                    if c.rsplit("-", 1)[0] == row or c.rsplit("-", 2)[0] == row
+                )
             continue
         case = f"{row}-batch-c{s['concurrency']}"
         assert case in r1_cases, case

@@ -31,7 +31,9 @@ def test_prepare_runs_once_then_is_skipped_while_its_output_exists(pytester: pyt
     assert (pytester.path / "made").read_text() == "x"  # two rows, two runs: made once
 
 
-def test_failed_prepare_errors_every_row_without_launching(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_prepare_errors_every_row_without_launching(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STANDIN_PIDS", str(pytester.path / "pids"))
     pytester.makefile(".yaml", m=MATRIX.replace("{code}", "3"))
     result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml")

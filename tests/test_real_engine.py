@@ -22,8 +22,14 @@ ENGINE_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert ENGINE_PYTHON.exists(), "the CPU engine is not installed: run `bash scripts/cpu-engine.sh` (or .ci/run)"
     out = tmp_path_factory.mktemp("tiny-model")
-    subprocess.run([str(ENGINE_PYTHON), "-m", "pytest_sglang_ablate.engines.tiny_model", str(out)], check=True, cwd=REPO,
-                   env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [str(ENGINE_PYTHON), "-m", "pytest_sglang_ablate.engines.tiny_model", str(out)],
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        timeout=300,
+    )
     return out
 
 
@@ -63,10 +69,16 @@ def engine_processes(model: Path) -> list[int]:
 
 def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pytester, tiny_model: Path) -> None:
     pytester.makefile(".yaml", m=matrix(tiny_model))
-    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "--benchmark-json=bench.json")
+    result = pytester.runpytest_subprocess(
+        "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "--benchmark-json=bench.json"
+    )
     result.assert_outcomes(passed=6)
-    bench: dict[str, dict[str, Any]] = {b["param"]: b for b in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
-    assert set(bench) == {f"{row}-{case}" for row in ("prefix_caching", "baseline") for case in ("single", "batch-c2", "batch-c4")}
+    bench: dict[str, dict[str, Any]] = {
+        b["param"]: b for b in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
+    }
+    assert set(bench) == {
+        f"{row}-{case}" for row in ("prefix_caching", "baseline") for case in ("single", "batch-c2", "batch-c4")
+    }
     single = bench["baseline-single"]["extra_info"]
     assert single["tps_at_1"] > 0 and single["completion_tokens"] == 32 and single["token_source"] == "server usage"
     assert single["engine"] == "vllm" and str(single["engine_version"]).startswith("0.32")

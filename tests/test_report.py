@@ -10,8 +10,11 @@ from pytest_sglang_ablate.report import markdown as report
 
 SEED = Path(__file__).parent / "data" / "seed"
 FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention"]
-NOTES = {"3": ("graph_capture", "Capture cuda graph failed"), "4": ("oom", "CUDA out of memory"),
-         "6": ("crash", "TypeError: object of type 'NoneType' has no len()")}  # fmt: skip
+NOTES = {
+    "3": ("graph_capture", "Capture cuda graph failed"),
+    "4": ("oom", "CUDA out of memory"),
+    "6": ("crash", "TypeError: object of type 'NoneType' has no len()"),
+}
 
 
 def seed_records() -> list[dict[str, Any]]:
@@ -23,16 +26,34 @@ def seed_records() -> list[dict[str, Any]]:
                 on = [x for x in FEATURES if s[x] == "1"]
                 ran = s["runnable"] in ("yes", "no->yes")
                 cls, message = NOTES.get(s["note"].split("->")[-1], (None, None)) if not ran else (None, None)
-                figures = ({"tps_at_1": float(s["tps_at_1"])} if kind == "single" else
-                           {"throughput_tok_s": float(s["avg_throughput_p_plus_d"] or "nan"),
+                figures = (
+                    (
+                        {"tps_at_1": float(s["tps_at_1"])}
+                        if kind == "single"
+                        else {
+                            "throughput_tok_s": float(s["avg_throughput_p_plus_d"] or "nan"),
                             "per_request_decode_tok_s": float(s["per_req_decode_throughput"] or "nan"),
-                            "effective_config": {"max_running_requests": int(s["max_running_req"])}}) if ran else None  # fmt: skip
-                out.append({
-                    "matrix": "r1", "case": f"{kind}-{i}", "kind": kind, "workload": kind, "features": on,
-                    "concurrency": int(s["concurrency"]) if kind == "batch" and s["concurrency"] else None,
-                    "requests": int(s["total_req"]) if kind == "batch" and s["total_req"] else None,
-                    "outcome": "passed" if ran else "error", "failure_class": cls, "message": message, "figures": figures,
-                })  # fmt: skip
+                            "effective_config": {"max_running_requests": int(s["max_running_req"])},
+                        }
+                    )
+                    if ran
+                    else None
+                )
+                out.append(
+                    {
+                        "matrix": "r1",
+                        "case": f"{kind}-{i}",
+                        "kind": kind,
+                        "workload": kind,
+                        "features": on,
+                        "concurrency": int(s["concurrency"]) if kind == "batch" and s["concurrency"] else None,
+                        "requests": int(s["total_req"]) if kind == "batch" and s["total_req"] else None,
+                        "outcome": "passed" if ran else "error",
+                        "failure_class": cls,
+                        "message": message,
+                        "figures": figures,
+                    }
+                )
     return out
 
 
@@ -63,11 +84,14 @@ def test_attribution_compares_rows_that_differ_in_one_feature() -> None:
 
 def test_baseline_comparison_lists_regressions_first() -> None:
     now = seed_records()
-    before = [dict(r, figures=dict(r["figures"], tps_at_1=r["figures"]["tps_at_1"] * 1.25)) if r["case"] == "single-0" else r
-              for r in now if r["figures"] is not None]  # fmt: skip
+    before = [
+        dict(r, figures=dict(r["figures"], tps_at_1=r["figures"]["tps_at_1"] * 1.25)) if r["case"] == "single-0" else r
+        for r in now
+        if r["figures"] is not None
+    ]
     text = report.render("r1", FEATURES, now, {}, baseline=before)
     table = text.split("## Against the baseline")[1]
-    first = [ln for ln in table.splitlines() if ln.startswith("| ") and "Case" not in ln and "---" not in ln][0]
+    first = next(ln for ln in table.splitlines() if ln.startswith("| ") and "Case" not in ln and "---" not in ln)
     assert first.startswith("| single-0") and "regression" in first and "0.800" in first
 
 

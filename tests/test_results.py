@@ -46,8 +46,16 @@ def records(pytester: pytest.Pytester) -> list[dict[str, object]]:
 
 def test_compare_fail_trips_on_a_10_percent_throughput_drop_and_not_on_a_gain(pytester: pytest.Pytester) -> None:
     write_matrix(pytester, "tok_rate=200")
-    ablate(pytester, "-k", "single", "--benchmark-save=base", "--benchmark-storage=file://bench").assert_outcomes(passed=3)
-    gate = ["-k", "single", "--benchmark-storage=file://bench", "--benchmark-compare=0001", "--benchmark-compare-fail=mean:5%"]
+    ablate(pytester, "-k", "single", "--benchmark-save=base", "--benchmark-storage=file://bench").assert_outcomes(
+        passed=3
+    )
+    gate = [
+        "-k",
+        "single",
+        "--benchmark-storage=file://bench",
+        "--benchmark-compare=0001",
+        "--benchmark-compare-fail=mean:5%",
+    ]
     write_matrix(pytester, "tok_rate=180")  # 10 % fewer tokens per second
     slower = ablate(pytester, *gate)
     assert slower.ret == 1
@@ -57,12 +65,18 @@ def test_compare_fail_trips_on_a_10_percent_throughput_drop_and_not_on_a_gain(py
 
 
 def test_results_are_kept_per_case_with_failures_and_their_class(pytester: pytest.Pytester) -> None:
-    write_matrix(pytester, "tok_rate=500", '\nknown_issues:\n  - {when: [radix_cache, nextn], reason: "no spec with radix"}\n')
+    write_matrix(
+        pytester, "tok_rate=500", '\nknown_issues:\n  - {when: [radix_cache, nextn], reason: "no spec with radix"}\n'
+    )
     ablate(pytester).assert_outcomes(passed=4, failed=2)  # the known issue's row runs: strict XPASS fails it
     by_case = {r["case"]: r for r in records(pytester)}
     assert len(by_case) == 6
     ok = by_case["radix_cache-batch-c2"]
-    assert ok["outcome"] == "passed" and ok["figures"]["throughput_tok_s"] > 0 and ok["figures"]["engine_version"] == "0.0.0+standin"
+    assert (
+        ok["outcome"] == "passed"
+        and ok["figures"]["throughput_tok_s"] > 0
+        and ok["figures"]["engine_version"] == "0.0.0+standin"
+    )
     assert by_case["radix_cache+nextn-single"]["outcome"] == "failed"
     assert "XPASS(strict)" in by_case["radix_cache+nextn-single"]["message"]
 
@@ -71,12 +85,17 @@ def test_launch_failure_is_recorded_with_its_class(pytester: pytest.Pytester) ->
     write_matrix(pytester, "exit=oom_kv")
     ablate(pytester, "-k", "nextn and not radix_cache").assert_outcomes(errors=2)
     assert {(r["case"], r["outcome"], r["failure_class"]) for r in records(pytester)} == {
-        ("nextn-single", "error", "oom"), ("nextn-batch-c2", "error", "oom")}
+        ("nextn-single", "error", "oom"),
+        ("nextn-batch-c2", "error", "oom"),
+    }
 
 
-def test_results_survive_kill_9_and_resume_measures_only_what_is_missing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_survive_kill_9_and_resume_measures_only_what_is_missing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_matrix(pytester, "tok_rate=500")
-    pytester.makepyfile(test_hold="""
+    pytester.makepyfile(
+        test_hold="""
 import os, time
 def test_hold(sglang_server):
     if sglang_server.row.id == "radix_cache+nextn":
@@ -84,9 +103,24 @@ def test_hold(sglang_server):
             f.write("1")
         os.replace("ready.tmp", "ready")
         time.sleep(120)  # a long case, killed by the test
-""")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "m.yaml", "test_hold.py", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider"],
-                            cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+"""
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "m.yaml",
+            "test_hold.py",
+            "--ablate-matrix",
+            "m.yaml",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not (pytester.path / "ready").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -94,7 +128,12 @@ def test_hold(sglang_server):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = {r["case"] for r in records(pytester)}
-    assert {"radix_cache-single", "radix_cache-batch-c2", "radix_cache+nextn-single", "radix_cache+nextn-batch-c2"} <= kept
+    assert {
+        "radix_cache-single",
+        "radix_cache-batch-c2",
+        "radix_cache+nextn-single",
+        "radix_cache+nextn-batch-c2",
+    } <= kept
     monkeypatch.setenv("STANDIN_PIDS", str(pytester.path / "pids"))
     resumed = ablate(pytester, "--ablate-resume")
     resumed.assert_outcomes(passed=2, deselected=4)
@@ -105,7 +144,11 @@ def test_hold(sglang_server):
 def test_no_secret_is_written_anywhere(pytester: pytest.Pytester) -> None:
     secret_env, api_key = "hf_VerySecretValue42", "sk-ablate-KEY-123456"
     write_matrix(pytester, "tok_rate=500", f'\napi_key: "{api_key}"\n')
-    text = (pytester.path / "m.yaml").read_text().replace('env: {STANDIN: "tok_rate=500"}', f'env: {{STANDIN: "tok_rate=500", HF_TOKEN: "{secret_env}"}}')
+    text = (
+        (pytester.path / "m.yaml")
+        .read_text()
+        .replace('env: {STANDIN: "tok_rate=500"}', f'env: {{STANDIN: "tok_rate=500", HF_TOKEN: "{secret_env}"}}')
+    )
     (pytester.path / "m.yaml").write_text(text)
     result = ablate(pytester, "-k", "radix_cache and not nextn", "--benchmark-json=bench.json")
     result.assert_outcomes(passed=2)  # the server demanded the key and the load generator sent it
@@ -120,7 +163,11 @@ def test_no_secret_is_written_anywhere(pytester: pytest.Pytester) -> None:
 def test_secrets_are_masked_in_the_plan_and_in_failure_messages(pytester: pytest.Pytester) -> None:
     api_key = "sk-ablate-KEY-123456"
     write_matrix(pytester, "exit=plain", f'\napi_key: "{api_key}"\nsecrets: [MY_PASS_PHRASE]\n')
-    text = (pytester.path / "m.yaml").read_text().replace('env: {STANDIN: "exit=plain"}', 'env: {STANDIN: "exit=plain", MY_PASS_PHRASE: "open-sesame-99"}')
+    text = (
+        (pytester.path / "m.yaml")
+        .read_text()
+        .replace('env: {STANDIN: "exit=plain"}', 'env: {STANDIN: "exit=plain", MY_PASS_PHRASE: "open-sesame-99"}')
+    )
     (pytester.path / "m.yaml").write_text(text)
     plan = ablate(pytester, "--ablate-plan")
     assert "open-sesame-99" not in plan.stdout.str() and "MY_PASS_PHRASE=***" in plan.stdout.str()
@@ -139,7 +186,9 @@ def test_report_md_is_written_at_the_end_with_the_tables(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(["*ablation results: m*", "*full report: *report.md*"])
 
 
-def test_under_xdist_rows_stay_on_one_worker_and_results_reach_the_controller(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_under_xdist_rows_stay_on_one_worker_and_results_reach_the_controller(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_matrix(pytester, "tok_rate=500")
     monkeypatch.setenv("STANDIN_PIDS", str(pytester.path / "pids"))
     result = ablate(pytester, "-n", "2", "--dist", "loadgroup", "--benchmark-json=bench.json")

@@ -25,15 +25,22 @@ def with_launch(pytester: pytest.Pytester, matrix: str, venv: str) -> str:
 
 
 @pytest.mark.parametrize(("matrix", "version", "venv", "xfail"), CHECKS)
-def test_matrix_flags_are_accepted_by_the_sglang_they_are_written_for(pytester: pytest.Pytester, matrix: str,
-                                                                      version: str, venv: str, xfail: int) -> None:  # fmt: skip
+def test_matrix_flags_are_accepted_by_the_sglang_they_are_written_for(
+    pytester: pytest.Pytester, matrix: str, version: str, venv: str, xfail: int
+) -> None:
     result = pytester.runpytest_subprocess("--ablate-matrix", with_launch(pytester, matrix, venv), "--ablate-plan")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
-    result.stdout.fnmatch_lines([f"ablate: flags validated by sglang {version}'s parser", f"17 rows, 38 cases ({xfail} expected to fail)*"])
+    result.stdout.fnmatch_lines(
+        [f"ablate: flags validated by sglang {version}'s parser", f"17 rows, 38 cases ({xfail} expected to fail)*"]
+    )
     assert "invalid flags" not in result.stdout.str()
 
 
 def test_the_0_4_3_matrix_is_rejected_by_current_sglang_naming_the_removed_flag(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--ablate-matrix", with_launch(pytester, "r1.yaml", ".venv-sglang-0.5.23"), "--collect-only")
+    result = pytester.runpytest_subprocess(
+        "--ablate-matrix", with_launch(pytester, "r1.yaml", ".venv-sglang-0.5.23"), "--collect-only"
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*sglang 0.5.23 rejects the flags of row*unrecognized arguments: --enable-flashinfer-mla*"])
+    result.stdout.fnmatch_lines(
+        ["*sglang 0.5.23 rejects the flags of row*unrecognized arguments: --enable-flashinfer-mla*"]
+    )

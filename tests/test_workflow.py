@@ -25,6 +25,8 @@ def test_workflow_parses_with_schedule_dispatch_and_the_steps_that_gate() -> Non
 def test_every_option_the_workflow_uses_exists() -> None:
     used = set(re.findall(r"(--(?:ablate|benchmark)-[a-z-]+)", WORKFLOW.read_text()))
     assert used >= {"--ablate-matrix", "--ablate-plan", "--ablate-out", "--ablate-baseline", "--benchmark-compare-fail"}
-    helptext = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, check=True).stdout
+    helptext = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     missing = [opt for opt in sorted(used) if opt not in helptext]
     assert not missing

@@ -33,11 +33,21 @@ def test_truth(sglang_server):
 """
 
 
-def run(pytester: pytest.Pytester, behaviour: str, batch_extra: str = "", *args: str, matrix: str = MATRIX) -> pytest.RunResult:
+def run(
+    pytester: pytest.Pytester, behaviour: str, batch_extra: str = "", *args: str, matrix: str = MATRIX
+) -> pytest.RunResult:
     pytester.makefile(".yaml", m=matrix.replace("{behaviour}", behaviour).replace("{batch_extra}", batch_extra))
     pytester.makepyfile(test_truth=TRUTH)
-    return pytester.runpytest_subprocess("m.yaml", "test_truth.py", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider",
-                                         "--benchmark-json=bench.json", *args)  # fmt: skip
+    return pytester.runpytest_subprocess(
+        "m.yaml",
+        "test_truth.py",
+        "--ablate-matrix",
+        "m.yaml",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-json=bench.json",
+        *args,
+    )
 
 
 def benchmarks(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
@@ -62,7 +72,9 @@ def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None
     assert close(single["tps_at_1"], (s["completion_tokens"] - 1) / (s["last"] - s["first"]))
     assert close(single["ttft_ms"], 1000 * (s["first"] - s["arrival"]), within=0.02)
     assert single["completion_tokens"] == 90 and single["token_source"] == "server usage"
-    assert close(single["engine_gen_throughput_tok_s"], single["tps_at_1"], within=0.05)  # the engine's log line, beside ours
+    assert close(
+        single["engine_gen_throughput_tok_s"], single["tps_at_1"], within=0.05
+    )  # the engine's log line, beside ours
     c8 = [r for r in measured if r["completion_tokens"] == 30][-16:]  # the c8 level: the last 16 batch requests
     duration = max(r["end"] for r in c8) - min(r["arrival"] for r in c8)
     batch = bench["radix_cache-batch-c8"]["extra_info"]
@@ -70,7 +82,12 @@ def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None
     true_per_request = sum(r["completion_tokens"] / (r["end"] - r["arrival"]) for r in c8) / len(c8)
     assert close(batch["per_request_decode_tok_s"], true_per_request)
     assert close(batch["ttft_ms_mean"], 1000 * sum(r["first"] - r["arrival"] for r in c8) / len(c8), within=0.02)
-    assert (batch["input_tokens"], batch["output_tokens"], batch["completed"], batch["failed"]) == (16 * 24, 16 * 30, 16, 0)
+    assert (batch["input_tokens"], batch["output_tokens"], batch["completed"], batch["failed"]) == (
+        16 * 24,
+        16 * 30,
+        16,
+        0,
+    )
 
 
 def test_concurrency_really_holds_at_the_level(pytester: pytest.Pytester) -> None:
@@ -87,7 +104,13 @@ def test_each_level_starts_with_a_flush_and_a_short_burst_at_its_own_concurrency
 
 
 def test_warmup_runs_once_before_the_first_measured_level(pytester: pytest.Pytester) -> None:
-    run(pytester, "tok_rate=500", ", warmup: {concurrency: 2, requests: 2}, cold_start_burst: false", "-k", "batch or truth").assert_outcomes(passed=3)
+    run(
+        pytester,
+        "tok_rate=500",
+        ", warmup: {concurrency: 2, requests: 2}, cold_start_burst: false",
+        "-k",
+        "batch or truth",
+    ).assert_outcomes(passed=3)
     assert [r["completion_tokens"] for r in truth(pytester)["requests"]][:3] == [30, 30, 30]
     assert len(truth(pytester)["requests"]) == 2 + 12 + 16
 
@@ -98,14 +121,35 @@ def test_benchmark_entries_carry_the_contract_keys_and_their_provenance(pytester
     batch = bench["radix_cache-batch-c4"]
     assert batch["stats"]["rounds"] == 2 and batch["group"] == "batch batch c4: s/token (input + output)"
     extra = batch["extra_info"]
-    for key in ("row", "features", "workload", "concurrency", "requests", "throughput_tok_s", "per_request_decode_tok_s",
-                "output_throughput_tok_s", "ttft_ms_p50", "itl_ms_p99", "tpot_ms_p90", "e2e_ms_p99", "input_tokens",
-                "output_tokens", "token_source", "engine_version", "effective_config", "server_argv"):  # fmt: skip
+    for key in (
+        "row",
+        "features",
+        "workload",
+        "concurrency",
+        "requests",
+        "throughput_tok_s",
+        "per_request_decode_tok_s",
+        "output_throughput_tok_s",
+        "ttft_ms_p50",
+        "itl_ms_p99",
+        "tpot_ms_p90",
+        "e2e_ms_p99",
+        "input_tokens",
+        "output_tokens",
+        "token_source",
+        "engine_version",
+        "effective_config",
+        "server_argv",
+    ):
         assert key in extra, key
     assert extra["row"] == "radix_cache" and extra["features"] == ["radix_cache"] and extra["concurrency"] == 4
-    assert extra["throughput_tok_s_spread"]["min"] <= extra["throughput_tok_s"] <= extra["throughput_tok_s_spread"]["max"]
+    assert (
+        extra["throughput_tok_s_spread"]["min"] <= extra["throughput_tok_s"] <= extra["throughput_tok_s_spread"]["max"]
+    )
     assert extra["engine_version"] == "0.0.0+standin" and extra["effective_config"]["disable_radix_cache"] is False
-    assert abs(batch["stats"]["ops"] - extra["throughput_tok_s"]) / extra["throughput_tok_s"] < 0.05  # OPS reads tokens/s
+    assert (
+        abs(batch["stats"]["ops"] - extra["throughput_tok_s"]) / extra["throughput_tok_s"] < 0.05
+    )  # OPS reads tokens/s
     assert "tps_at_1" in bench["radix_cache-single"]["extra_info"]
 
 
@@ -130,7 +174,9 @@ def test_answer_in_the_reasoning_part_only_does_not_count(pytester: pytest.Pytes
     ],
     ids=["failed-requests", "usage-missing", "prompt-mismatch", "client-saturated"],
 )
-def test_guards_fail_the_case_after_recording_its_numbers(pytester: pytest.Pytester, behaviour: str, extra: str, message: str) -> None:
+def test_guards_fail_the_case_after_recording_its_numbers(
+    pytester: pytest.Pytester, behaviour: str, extra: str, message: str
+) -> None:
     result = run(pytester, behaviour, extra, "-k", "c4")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([message])
@@ -143,13 +189,18 @@ def test_server_dying_mid_level_is_reported_as_such(pytester: pytest.Pytester) -
 
 
 def test_level_known_issue_xfails_when_the_server_dies_at_that_level(pytester: pytest.Pytester) -> None:
-    matrix = MATRIX + '\nknown_issues:\n  - {when: [radix_cache], min_concurrency: 8, workloads: [batch], reason: "dies at c8"}\n'
+    matrix = (
+        MATRIX
+        + '\nknown_issues:\n  - {when: [radix_cache], min_concurrency: 8, workloads: [batch], reason: "dies at c8"}\n'
+    )
     result = run(pytester, "crash_on_request", "", "-k", "c8", matrix=matrix)
     result.assert_outcomes(xfailed=1)
 
 
 def test_several_client_processes_share_the_level_and_hold_its_concurrency(pytester: pytest.Pytester) -> None:
-    run(pytester, "tok_rate=200", ", client_processes: 2, cold_start_burst: false", "-k", "c8 or truth").assert_outcomes(passed=2)
+    run(
+        pytester, "tok_rate=200", ", client_processes: 2, cold_start_burst: false", "-k", "c8 or truth"
+    ).assert_outcomes(passed=2)
     record = truth(pytester)
     assert record["max_in_flight"] == 8 and len(record["requests"]) == 16
     extra = benchmarks(pytester)["radix_cache-batch-c8"]["extra_info"]

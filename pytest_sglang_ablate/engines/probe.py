@@ -25,9 +25,11 @@ class ProbeResult:
 
 def rejection(engine: str, result: ProbeResult, row: Row, file: str) -> str:
     """What a user reads when the engine's parser rejects a row's flags."""
-    return (f"{engine} {result.version} rejects the flags of row '{row.id}' in {file}: {result.rejected[row.id]}\n"
-            f"server command: {' '.join(row.argv)}\n"
-            f"Fix the flag in the matrix, or deselect the row (-k 'not [{row.id}]').")  # fmt: skip
+    return (
+        f"{engine} {result.version} rejects the flags of row '{row.id}' in {file}: {result.rejected[row.id]}\n"
+        f"server command: {' '.join(row.argv)}\n"
+        f"Fix the flag in the matrix, or deselect the row (-k 'not [{row.id}]')."
+    )
 
 
 def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
@@ -36,18 +38,27 @@ def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
     profile = engines.get(matrix.engine)
     python = profile.probe_python(list(matrix.launch))
     if python is None:
-        return ProbeResult(None, None, False, f"launch is not `<python> -m ...` for {matrix.engine}, so the flags were not validated")
+        return ProbeResult(
+            None, None, False, f"launch is not `<python> -m ...` for {matrix.engine}, so the flags were not validated"
+        )
     prefix = len(matrix.launch)
     rows = [{"id": r.id, "argv": list(r.argv[prefix:])} for r in ablation.rows if only is None or r.id in only]
     try:
         done = subprocess.run(
             [python, "-c", profile.probe_source],
-            input=json.dumps(rows), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-        )  # fmt: skip
+            input=json.dumps(rows),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
     except OSError as e:
-        return ProbeResult(python, None, False, f"cannot run {python} ({e.strerror or e}), so the flags were not validated")
+        return ProbeResult(
+            python, None, False, f"cannot run {python} ({e.strerror or e}), so the flags were not validated"
+        )
     except subprocess.TimeoutExpired:
-        return ProbeResult(python, None, False, f"{python} took over {PROBE_TIMEOUT_S} s to load {matrix.engine}; flags not validated")
+        return ProbeResult(
+            python, None, False, f"{python} took over {PROBE_TIMEOUT_S} s to load {matrix.engine}; flags not validated"
+        )
     try:
         out = json.loads(done.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
@@ -59,4 +70,6 @@ def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
     rejected = {k: v for k, v in out.get("results", {}).items() if v}
     warnings = {k: list(v) for k, v in out.get("warnings", {}).items() if v}
     checked = frozenset(str(r["id"]) for r in rows)
-    return ProbeResult(python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings, checked)
+    return ProbeResult(
+        python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings, checked
+    )

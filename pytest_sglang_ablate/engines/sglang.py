@@ -44,7 +44,7 @@ def _probe_python(launch: list[str]) -> str | None:
 # Runs in the engine's interpreter: parses each row's argv with SGLang's own argparse parser, without
 # resolving anything (resolution needs a GPU). ServerArgs.add_cli_args + parse_args exists in 0.4.x and 0.5.x
 # alike and has no side effects. Stdlib only besides sglang.
-PROBE_SOURCE = r'''
+PROBE_SOURCE = r"""
 import argparse, contextlib, importlib.metadata, importlib.util, io, json, logging, re, sys, types
 out = {"importable": False, "version": None, "error": None, "results": {}, "warnings": {}}
 try:
@@ -133,7 +133,8 @@ for row in json.load(sys.stdin):
     if Capture.records:
         out["warnings"][row["id"]] = list(Capture.records)
 print(json.dumps(out))
-'''
+"""
+
 
 def _extra_ports(port: int, args: Args) -> list[int]:
     # DP attention opens ZMQ TCP ports from --port + 233 upwards (ZMQ_TCP_PORT_DELTA, sglang #30833)
@@ -144,26 +145,36 @@ def _extra_ports(port: int, args: Args) -> list[int]:
 # Log patterns, most specific first: an OOM inside a scheduler traceback is an OOM, not a generic crash.
 # Sources: reference/sglang.md sections 5 and 10.7.
 FAILURE_PATTERNS = (
-    ("bad_flag", r"unrecognized arguments|invalid choice|ambiguous option|error: argument --|the following arguments are required"),
+    (
+        "bad_flag",
+        r"unrecognized arguments|invalid choice|ambiguous option|error: argument --|the following arguments are required",
+    ),
     ("port_in_use", r"Address already in use|is not available in \d+ seconds|Port is already in use"),
     ("oom", r"CUDA out of memory|OutOfMemoryError|Not enough memory\. Please try to increase --mem-fraction-static"),
-    ("graph_capture", r"Capture cuda graph failed|Capture .*CUDA graph failed|Breakable CUDA graph failed|operation not permitted when stream is capturing"),
-    ("crash", r"Scheduler hit an exception|DataParallelController hit an exception|Received sigquit from a child process"
-              r"|Initialization failed\. warmup error|Child process unexpectedly failed|Traceback \(most recent call last\)"),
-)  # fmt: skip
+    (
+        "graph_capture",
+        r"Capture cuda graph failed|Capture .*CUDA graph failed|Breakable CUDA graph failed|operation not permitted when stream is capturing",
+    ),
+    (
+        "crash",
+        r"Scheduler hit an exception|DataParallelController hit an exception|Received sigquit from a child process"
+        r"|Initialization failed\. warmup error|Child process unexpectedly failed|Traceback \(most recent call last\)",
+    ),
+)
 
 HINTS = {
     "bad_flag": "this SGLang does not accept a flag of the row: fix the matrix (compare with `python -m sglang.launch_server --help`)",
     "port_in_use": "another process holds the port or the DP-attention ports (port + 233 and up): stop it, or run fewer servers at once",
     "oom": "lower --mem-fraction-static (e.g. 0.7) or --cuda-graph-max-bs, or add `server: {oom_retry_mem_fraction: [0.8, 0.7]}` to the matrix; "
-           "with DP attention, warm up at small concurrency first",
+    "with DP attention, warm up at small concurrency first",
     "graph_capture": "CUDA graph capture failed: try without torch compile, a smaller --cuda-graph-max-bs, or mark the combination as a known issue",
     "crash": "a server process raised: the log tail below has the traceback",
     "startup_timeout": "the server did not answer its health check in time: raise `server: {startup_timeout: S}` (DeepSeek can take 20-60 min cold)",
     "died_during_workload": "the server exited while serving requests: see the log tail for the cause",
     "config_drift": "the server silently changed a setting the row asked for: fix the row (e.g. --dp N with --enable-dp-attention) or the expectation",
     "exited": "the server exited without a known error message: see the log tail",
-}  # fmt: skip
+}
+
 
 def _accept_length(info: dict[str, Any]) -> float | None:
     # /server_info internal_states is one entry per DP rank (reference/sglang.md section 3)
@@ -190,7 +201,16 @@ SGLANG = EngineProfile(
     gen_throughput_pattern=r"#running-req: 1,.*gen throughput \(token/s\): ([0-9.]+)",
     accept_length=_accept_length,  # SGLang rewrites NEXTN to EAGLE
     # argparse aliases in SGLang's server_args (`--tp` works by prefix abbreviation there)
-    aliases={"tp": "tp-size", "tensor-parallel-size": "tp-size", "dp": "dp-size", "data-parallel-size": "dp-size",
-             "ep": "ep-size", "expert-parallel-size": "ep-size", "pp": "pp-size", "pipeline-parallel-size": "pp-size",
-             "speculative-draft-model": "speculative-draft-model-path", "model": "model-path"},
-)  # fmt: skip
+    aliases={
+        "tp": "tp-size",
+        "tensor-parallel-size": "tp-size",
+        "dp": "dp-size",
+        "data-parallel-size": "dp-size",
+        "ep": "ep-size",
+        "expert-parallel-size": "ep-size",
+        "pp": "pp-size",
+        "pipeline-parallel-size": "pp-size",
+        "speculative-draft-model": "speculative-draft-model-path",
+        "model": "model-path",
+    },
+)

@@ -75,7 +75,7 @@ HINTS = {
     "died_during_workload": "the server exited while serving requests: see the log tail for the cause",
     "config_drift": "vLLM logged other settings than the row asked for: check the row's flags",
     "exited": "the server exited without a known error message: see the log tail",
-}  # fmt: skip
+}
 
 VLLM = EngineProfile(
     name="vllm",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 Combo = tuple[bool, ...]
 Allowed = Callable[[Combo], bool]

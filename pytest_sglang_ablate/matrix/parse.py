@@ -12,8 +12,8 @@ from typing import Any, Union
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from .. import engines
-from .args import Args, ArgValue, normalize_key
 from ..errors import MatrixError
+from .args import Args, ArgValue, normalize_key
 from .yamlsource import LineDict, LineList, line_of, load
 
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -189,7 +189,9 @@ class _Reader:
         for key in value:
             if key not in allowed:
                 hint = _suggest(str(key), allowed)
-                raise self.fail(value, key, _join(path, str(key)), f"unknown key{hint}; expected one of: {', '.join(allowed)}")
+                raise self.fail(
+                    value, key, _join(path, str(key)), f"unknown key{hint}; expected one of: {', '.join(allowed)}"
+                )
         for key, required in allowed.items():
             if required and key not in value:
                 raise MatrixError(self.file, value.line or None, path, f"missing required key '{key}'")
@@ -253,12 +255,13 @@ class _Reader:
             if not isinstance(name, str) or not ENV_NAME.match(name):
                 raise self.fail(raw, name, p, "expected an environment variable name")
             if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                raise self.fail(raw, name, p, f"expected a string or number (quote it: \"1\"), got {_kind(v)}")
+                raise self.fail(raw, name, p, f'expected a string or number (quote it: "1"), got {_kind(v)}')
             out.append((name, str(v)))
         return tuple(out)
 
-    def feature_list(self, value: Any, container: Any, key: Any, path: str, known: tuple[str, ...],
-                     what: str = "feature") -> tuple[str, ...]:  # fmt: skip
+    def feature_list(
+        self, value: Any, container: Any, key: Any, path: str, known: tuple[str, ...], what: str = "feature"
+    ) -> tuple[str, ...]:
         items = self.sequence(value, container, key, path)
         seen: list[str] = []
         for i, name in enumerate(items):
@@ -266,7 +269,12 @@ class _Reader:
             if not isinstance(name, str):
                 raise self.fail(items, i, p, f"expected a {what} name, got {_kind(name)}")
             if name not in known:
-                raise self.fail(items, i, p, f"unknown {what} '{name}'{_suggest(name, known)}; {what}s are: {', '.join(known) or '(none)'}")
+                raise self.fail(
+                    items,
+                    i,
+                    p,
+                    f"unknown {what} '{name}'{_suggest(name, known)}; {what}s are: {', '.join(known) or '(none)'}",
+                )
             if name in seen:
                 raise self.fail(items, i, p, f"{what} '{name}' is listed twice")
             seen.append(name)
@@ -297,24 +305,66 @@ def _join(path: str, key: str) -> str:
 
 
 TOP_KEYS = {
-    "name": False, "engine": False, "launch": False, "model": True, "args": False, "env": False,
-    "features": False, "rows": False, "generate": False, "known_issues": False, "workloads": True, "server": False,
-    "api_key": False, "secrets": False, "prepare": False,
-}  # fmt: skip
-SERVER_KEYS = {"host": False, "startup_timeout": False, "shutdown_grace": False, "gpu_release_timeout": False,
-               "oom_retry_mem_fraction": False}  # fmt: skip
+    "name": False,
+    "engine": False,
+    "launch": False,
+    "model": True,
+    "args": False,
+    "env": False,
+    "features": False,
+    "rows": False,
+    "generate": False,
+    "known_issues": False,
+    "workloads": True,
+    "server": False,
+    "api_key": False,
+    "secrets": False,
+    "prepare": False,
+}
+SERVER_KEYS = {
+    "host": False,
+    "startup_timeout": False,
+    "shutdown_grace": False,
+    "gpu_release_timeout": False,
+    "oom_retry_mem_fraction": False,
+}
 ROW_KEYS = {"features": False, "id": False, "args": False, "env": False, "workloads": False, "note": False}
 GENERATE_KEYS = {
-    "mode": True, "features": False, "exclude_known_issues": False, "args": False, "env": False,
-    "workloads": False, "note": False,
-}  # fmt: skip
-SINGLE_KEYS = {"kind": True, "prompt": True, "expect": False, "max_tokens": False, "repeat": False, "request_timeout": False,
-               "client_cpus": False}  # fmt: skip
+    "mode": True,
+    "features": False,
+    "exclude_known_issues": False,
+    "args": False,
+    "env": False,
+    "workloads": False,
+    "note": False,
+}
+SINGLE_KEYS = {
+    "kind": True,
+    "prompt": True,
+    "expect": False,
+    "max_tokens": False,
+    "repeat": False,
+    "request_timeout": False,
+    "client_cpus": False,
+}
 BATCH_KEYS = {
-    "kind": True, "input_len": True, "output_len": True, "levels": True, "warmup": False, "seed": False, "repeat": False,
-    "cold_start_burst": False, "max_failed": False, "token_ids": False, "token_tolerance": False, "request_timeout": False,
-    "client_cpu_limit": False, "loop_lag_limit_ms": False, "client_processes": False, "client_cpus": False,
-}  # fmt: skip
+    "kind": True,
+    "input_len": True,
+    "output_len": True,
+    "levels": True,
+    "warmup": False,
+    "seed": False,
+    "repeat": False,
+    "cold_start_burst": False,
+    "max_failed": False,
+    "token_ids": False,
+    "token_tolerance": False,
+    "request_timeout": False,
+    "client_cpu_limit": False,
+    "loop_lag_limit_ms": False,
+    "client_processes": False,
+    "client_cpus": False,
+}
 LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
 
@@ -331,13 +381,23 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
     name = r.string(top.get("name", path.stem), top, "name", "name")
     engine = r.string(top.get("engine", "sglang"), top, "engine", "engine")
     if engine not in engines.PROFILES:
-        raise r.fail(top, "engine", "engine", f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; expected one of: {', '.join(engines.PROFILES)}")
+        raise r.fail(
+            top,
+            "engine",
+            "engine",
+            f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; expected one of: {', '.join(engines.PROFILES)}",
+        )
     profile = engines.get(engine)
     r.aliases = profile.aliases
     if "launch" in top:
         launch_raw = top["launch"]
         if isinstance(launch_raw, str):
-            raise r.fail(top, "launch", "launch", "expected a list of strings (argv, never a shell line), e.g. [python3, -m, sglang.launch_server]")
+            raise r.fail(
+                top,
+                "launch",
+                "launch",
+                "expected a list of strings (argv, never a shell line), e.g. [python3, -m, sglang.launch_server]",
+            )
         items = r.sequence(launch_raw, top, "launch", "launch", non_empty=True)
         launch = tuple(r.string(v, items, i, f"launch[{i}]", allow_number=True) for i, v in enumerate(items))
     else:
@@ -355,13 +415,24 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
     if not rows and not generators:
         raise r.fail(top, "rows", "rows", "expected at least one row (or a `generate:` section)")
     return Matrix(
-        file=shown, name=name, engine=engine, launch=launch, model=model, args=args, env=env,
-        features=features, rows=rows, generators=generators, known_issues=known_issues,
-        workloads=workloads, server=_server(r, top), path=path,
+        file=shown,
+        name=name,
+        engine=engine,
+        launch=launch,
+        model=model,
+        args=args,
+        env=env,
+        features=features,
+        rows=rows,
+        generators=generators,
+        known_issues=known_issues,
+        workloads=workloads,
+        server=_server(r, top),
+        path=path,
         api_key=None if top.get("api_key") is None else r.string(top["api_key"], top, "api_key", "api_key"),
         secrets=frozenset(n.lower().replace("_", "-") for n in _names(r, top, "secrets")),
         prepare=_prepare(r, top),
-    )  # fmt: skip
+    )
 
 
 def _prepare(r: _Reader, top: LineDict) -> tuple[PrepareStep, ...]:
@@ -376,11 +447,15 @@ def _prepare(r: _Reader, top: LineDict) -> tuple[PrepareStep, ...]:
         if isinstance(body["run"], str):
             raise r.fail(body, "run", f"{p}.run", "expected a list of strings (argv, never a shell line)")
         argv = r.sequence(body["run"], body, "run", f"{p}.run", non_empty=True)
-        steps.append(PrepareStep(
-            run=tuple(r.string(v, argv, j, f"{p}.run[{j}]", allow_number=True) for j, v in enumerate(argv)),
-            creates=None if body.get("creates") is None else r.string(body["creates"], body, "creates", f"{p}.creates"),
-            env=r.env(body.get("env"), body, "env", f"{p}.env"),
-        ))  # fmt: skip
+        steps.append(
+            PrepareStep(
+                run=tuple(r.string(v, argv, j, f"{p}.run[{j}]", allow_number=True) for j, v in enumerate(argv)),
+                creates=None
+                if body.get("creates") is None
+                else r.string(body["creates"], body, "creates", f"{p}.creates"),
+                env=r.env(body.get("env"), body, "env", f"{p}.env"),
+            )
+        )
     return tuple(steps)
 
 
@@ -405,7 +480,13 @@ def _server(r: _Reader, top: LineDict) -> ServerSettings:
     r.keys(body, SERVER_KEYS, "server")
     fractions: list[float] = []
     if body.get("oom_retry_mem_fraction") is not None:
-        items = r.sequence(body["oom_retry_mem_fraction"], body, "oom_retry_mem_fraction", "server.oom_retry_mem_fraction", non_empty=True)
+        items = r.sequence(
+            body["oom_retry_mem_fraction"],
+            body,
+            "oom_retry_mem_fraction",
+            "server.oom_retry_mem_fraction",
+            non_empty=True,
+        )
         for i, f in enumerate(items):
             p = f"server.oom_retry_mem_fraction[{i}]"
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
@@ -429,7 +510,9 @@ def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:
     for fname, spec in raw.items():
         p = f"features.{fname}"
         if not isinstance(fname, str) or not FEATURE_NAME.match(fname):
-            raise r.fail(raw, fname, p, "expected a feature name: lowercase letters, digits and _, starting with a letter")
+            raise r.fail(
+                raw, fname, p, "expected a feature name: lowercase letters, digits and _, starting with a letter"
+            )
         if fname in PYTEST_MARKERS:
             raise r.fail(raw, fname, p, f"'{fname}' is a pytest marker; choose another feature name")
         body = r.mapping(spec, raw, fname, p)
@@ -445,7 +528,12 @@ def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:
             else:
                 raise r.fail(body, key, f"{p}.{key}", "unknown key; expected on, off or description")
         if not on and not off:
-            raise r.fail(raw, fname, p, "expected `on:` and/or `off:` server args (a feature that changes no flag measures nothing)")
+            raise r.fail(
+                raw,
+                fname,
+                p,
+                "expected `on:` and/or `off:` server args (a feature that changes no flag measures nothing)",
+            )
         out.append(Feature(fname, on or (), off or (), description))
     return tuple(out)
 
@@ -457,11 +545,15 @@ def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level
     n = r.integer(body.get("requests", 2 * c), body, "requests", f"{path}.requests", minimum=1)
     if n < c:
         raise r.fail(body, "requests", f"{path}.requests", f"expected at least concurrency ({c}) requests, got {n}")
-    repeat = None if body.get("repeat") is None else r.integer(body["repeat"], body, "repeat", f"{path}.repeat", minimum=1)
+    repeat = (
+        None if body.get("repeat") is None else r.integer(body["repeat"], body, "repeat", f"{path}.repeat", minimum=1)
+    )
     return Level(c, n, repeat)
 
 
-def _number(r: _Reader, body: LineDict, key: str, path: str, default: float, lo: float, hi: float | None = None) -> float:
+def _number(
+    r: _Reader, body: LineDict, key: str, path: str, default: float, lo: float, hi: float | None = None
+) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None and value > hi):
         bounds = f"between {lo:g} and {hi:g}" if hi is not None else f">= {lo:g}"
@@ -472,15 +564,29 @@ def _number(r: _Reader, body: LineDict, key: str, path: str, default: float, lo:
 def _cpus(r: _Reader, body: LineDict, path: str) -> tuple[int, ...]:
     value = body.get("client_cpus", [])
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-        raise r.fail(body, "client_cpus", f"{path}.client_cpus", f"expected a list of CPU numbers such as [1], got {_kind(value)}")
+        raise r.fail(
+            body,
+            "client_cpus",
+            f"{path}.client_cpus",
+            f"expected a list of CPU numbers such as [1], got {_kind(value)}",
+        )
     return tuple(value)
 
 
 def _token_ids(r: _Reader, body: LineDict, path: str) -> tuple[int, int]:
     value = body.get("token_ids", [100, 1000])
-    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
     if not ok or not 0 <= value[0] < value[1]:
-        raise r.fail(body, "token_ids", f"{path}.token_ids", f"expected [lo, hi] with 0 <= lo < hi (prompt token ids are drawn from it), got {_kind(value)}")
+        raise r.fail(
+            body,
+            "token_ids",
+            f"{path}.token_ids",
+            f"expected [lo, hi] with 0 <= lo < hi (prompt token ids are drawn from it), got {_kind(value)}",
+        )
     return (value[0], value[1])
 
 
@@ -516,17 +622,26 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             warmup=None if warmup is None else _level(r, warmup, body, "warmup", f"{path}.warmup"),
             seed=r.integer(body.get("seed", 0), body, "seed", f"{path}.seed", minimum=0),
             repeat=r.integer(body.get("repeat", 1), body, "repeat", f"{path}.repeat", minimum=1),
-            cold_start_burst=r.boolean(body.get("cold_start_burst", True), body, "cold_start_burst", f"{path}.cold_start_burst"),
+            cold_start_burst=r.boolean(
+                body.get("cold_start_burst", True), body, "cold_start_burst", f"{path}.cold_start_burst"
+            ),
             max_failed=_number(r, body, "max_failed", path, 0.0, 0, 1),
             token_ids=_token_ids(r, body, path),
             token_tolerance=_number(r, body, "token_tolerance", path, 0.0, 0, 1),
             request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
             client_cpu_limit=_number(r, body, "client_cpu_limit", path, 0.9, 0, 64),
             loop_lag_limit_ms=_number(r, body, "loop_lag_limit_ms", path, 50.0, 0),
-            client_processes=r.integer(body.get("client_processes", 1), body, "client_processes", f"{path}.client_processes", minimum=1),
+            client_processes=r.integer(
+                body.get("client_processes", 1), body, "client_processes", f"{path}.client_processes", minimum=1
+            ),
             client_cpus=_cpus(r, body, path),
         )
-    raise r.fail(body, "kind" if "kind" in body else None, f"{path}.kind", f"expected kind: single or kind: batch, got {_kind(kind)}")
+    raise r.fail(
+        body,
+        "kind" if "kind" in body else None,
+        f"{path}.kind",
+        f"expected kind: single or kind: batch, got {_kind(kind)}",
+    )
 
 
 def _workloads(r: _Reader, top: LineDict) -> tuple[Workload, ...]:
@@ -537,7 +652,9 @@ def _workloads(r: _Reader, top: LineDict) -> tuple[Workload, ...]:
     for wname, body in raw.items():
         p = f"workloads.{wname}"
         if not isinstance(wname, str) or not FEATURE_NAME.match(wname):
-            raise r.fail(raw, wname, p, "expected a workload name: lowercase letters, digits and _, starting with a letter")
+            raise r.fail(
+                raw, wname, p, "expected a workload name: lowercase letters, digits and _, starting with a letter"
+            )
         out.append(_workload(r, wname, r.mapping(body, raw, wname, p), p))
     return tuple(out)
 
@@ -546,8 +663,9 @@ def _raw_workload(top: LineDict, name: str) -> LineDict:
     return top["workloads"][name]  # type: ignore[no-any-return]
 
 
-def _row_workloads(r: _Reader, top: LineDict, value: Any, container: Any, key: Any, path: str,
-                   workloads: tuple[Workload, ...]) -> tuple[Workload, ...]:  # fmt: skip
+def _row_workloads(
+    r: _Reader, top: LineDict, value: Any, container: Any, key: Any, path: str, workloads: tuple[Workload, ...]
+) -> tuple[Workload, ...]:
     """A row's `workloads:`: a list of names, or a mapping of name to overrides merged key by key."""
     known = [w.name for w in workloads]
     if isinstance(value, list):
@@ -561,7 +679,12 @@ def _row_workloads(r: _Reader, top: LineDict, value: Any, container: Any, key: A
     for wname, override in wanted.items():
         p = f"{path}.{wname}"
         if wname not in known:
-            raise r.fail(value, wname, p, f"unknown workload '{wname}'{_suggest(str(wname), known)}; workloads are: {', '.join(known)}")
+            raise r.fail(
+                value,
+                wname,
+                p,
+                f"unknown workload '{wname}'{_suggest(str(wname), known)}; workloads are: {', '.join(known)}",
+            )
         base = _raw_workload(top, wname)
         if override is None:
             out.append(next(w for w in workloads if w.name == wname))
@@ -577,13 +700,15 @@ def _row_workloads(r: _Reader, top: LineDict, value: Any, container: Any, key: A
     return tuple(out)
 
 
-def _row_body(r: _Reader, top: LineDict, body: LineDict, path: str, names: tuple[str, ...],
-              workloads: tuple[Workload, ...]) -> dict[str, Any]:  # fmt: skip
+def _row_body(
+    r: _Reader, top: LineDict, body: LineDict, path: str, names: tuple[str, ...], workloads: tuple[Workload, ...]
+) -> dict[str, Any]:
     """The keys a row and a generator share."""
     return {
         "args": r.args(body.get("args"), body, "args", f"{path}.args"),
         "env": r.env(body.get("env"), body, "env", f"{path}.env"),
-        "workloads": None if body.get("workloads") is None
+        "workloads": None
+        if body.get("workloads") is None
         else _row_workloads(r, top, body["workloads"], body, "workloads", f"{path}.workloads", workloads),
         "note": "" if body.get("note") is None else r.string(body["note"], body, "note", f"{path}.note"),
     }
@@ -609,11 +734,23 @@ def _rows(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Wo
             if row_id is not None:
                 row_id = r.string(row_id, body, "id", f"{p}.id", allow_number=True)
                 if not ROW_ID.match(row_id):
-                    raise r.fail(body, "id", f"{p}.id", "expected letters, digits and _ . + - only (ids go into test names and -k expressions)")
-            row = RowSpec(frozenset(feats), id=row_id, where=p, line=line_of(raw, i),
-                          **_row_body(r, top, body, p, names, workloads))  # fmt: skip
+                    raise r.fail(
+                        body,
+                        "id",
+                        f"{p}.id",
+                        "expected letters, digits and _ . + - only (ids go into test names and -k expressions)",
+                    )
+            row = RowSpec(
+                frozenset(feats),
+                id=row_id,
+                where=p,
+                line=line_of(raw, i),
+                **_row_body(r, top, body, p, names, workloads),
+            )
         else:
-            raise r.fail(raw, i, p, f"expected a list of feature names or a mapping with `features:`, got {_kind(item)}")
+            raise r.fail(
+                raw, i, p, f"expected a list of feature names or a mapping with `features:`, got {_kind(item)}"
+            )
         for prev in out:
             if (prev.features, prev.args, prev.env, prev.workloads) == (row.features, row.args, row.env, row.workloads):
                 raise r.fail(raw, i, p, f"duplicate row: the same as {prev.where}")
@@ -621,7 +758,9 @@ def _rows(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Wo
     return tuple(out)
 
 
-def _generators(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Workload, ...]) -> tuple[Generator, ...]:
+def _generators(
+    r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Workload, ...]
+) -> tuple[Generator, ...]:
     if top.get("generate") is None:
         return ()
     raw = top["generate"]
@@ -637,10 +776,16 @@ def _generators(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tu
         mode = body["mode"]
         if mode not in ("product", "pairwise"):
             raise r.fail(body, "mode", f"{p}.mode", f"expected product or pairwise, got {_kind(mode)}")
-        feats = names if "features" not in body else r.feature_list(body["features"], body, "features", f"{p}.features", names)
+        feats = (
+            names
+            if "features" not in body
+            else r.feature_list(body["features"], body, "features", f"{p}.features", names)
+        )
         if not feats:
             raise r.fail(body, "features", f"{p}.features", "expected at least one feature to vary")
-        excl = r.boolean(body.get("exclude_known_issues", False), body, "exclude_known_issues", f"{p}.exclude_known_issues")
+        excl = r.boolean(
+            body.get("exclude_known_issues", False), body, "exclude_known_issues", f"{p}.exclude_known_issues"
+        )
         template = RowSpec(frozenset(), where=p, line=body.line, **_row_body(r, top, body, p, names, workloads))
         out.append(Generator(mode, tuple(feats), excl, template))
     return tuple(out)
@@ -649,17 +794,20 @@ def _generators(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tu
 def _version_range(r: _Reader, value: Any, container: Any, key: Any, path: str) -> SpecifierSet:
     text = r.string(value, container, key, path, allow_number=True).strip()
     if not text:
-        raise r.fail(container, key, path, "expected a version range such as \"<0.4.4\", got an empty string")
+        raise r.fail(container, key, path, 'expected a version range such as "<0.4.4", got an empty string')
     if text[0].isdigit():
         text = "==" + text  # a bare version means exactly that version
     try:
         return SpecifierSet(text)
     except InvalidSpecifier:
-        raise r.fail(container, key, path, f"expected a version range such as \"<0.4.4\" or \">=0.4.4,<0.5\", got {value!r}") from None
+        raise r.fail(
+            container, key, path, f'expected a version range such as "<0.4.4" or ">=0.4.4,<0.5", got {value!r}'
+        ) from None
 
 
-def _known_issues(r: _Reader, top: LineDict, names: tuple[str, ...], engine: str,
-                  workloads: tuple[Workload, ...]) -> tuple[KnownIssue, ...]:  # fmt: skip
+def _known_issues(
+    r: _Reader, top: LineDict, names: tuple[str, ...], engine: str, workloads: tuple[Workload, ...]
+) -> tuple[KnownIssue, ...]:
     if top.get("known_issues") is None:
         return ()
     raw = r.sequence(top["known_issues"], top, "known_issues", "known_issues")
@@ -677,15 +825,25 @@ def _known_issues(r: _Reader, top: LineDict, names: tuple[str, ...], engine: str
             known_wl = tuple(w.name for w in workloads)
             wl = frozenset(r.feature_list(body["workloads"], body, "workloads", f"{p}.workloads", known_wl, "workload"))
             if not wl:
-                raise r.fail(body, "workloads", f"{p}.workloads", "expected at least one workload (leave the key out for every workload)")
+                raise r.fail(
+                    body,
+                    "workloads",
+                    f"{p}.workloads",
+                    "expected at least one workload (leave the key out for every workload)",
+                )
         mc = body.get("min_concurrency")
-        out.append(KnownIssue(
-            when=frozenset(when),
-            reason=r.string(body["reason"], body, "reason", f"{p}.reason"),
-            versions=None if body.get(engine) is None else _version_range(r, body[engine], body, engine, f"{p}.{engine}"),
-            workloads=wl,
-            min_concurrency=None if mc is None else r.integer(mc, body, "min_concurrency", f"{p}.min_concurrency", minimum=1),
-            where=p,
-        ))  # fmt: skip
+        out.append(
+            KnownIssue(
+                when=frozenset(when),
+                reason=r.string(body["reason"], body, "reason", f"{p}.reason"),
+                versions=None
+                if body.get(engine) is None
+                else _version_range(r, body[engine], body, engine, f"{p}.{engine}"),
+                workloads=wl,
+                min_concurrency=None
+                if mc is None
+                else r.integer(mc, body, "min_concurrency", f"{p}.min_concurrency", minimum=1),
+                where=p,
+            )
+        )
     return tuple(out)
-

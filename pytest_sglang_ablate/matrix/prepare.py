@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .parse import load_matrix
 from ..engines.probe import ProbeResult, probe
+from .parse import load_matrix
 from .rows import Ablation, expand
 
 
@@ -33,6 +33,10 @@ def prepare(path: Path, shown: str, version: str | None, version_source: str) ->
         unseen = {r.id for r in ablation.rows} - result.checked
         if result.validated and unseen:
             more = probe(ablation, only=unseen)
-            result = replace(result, rejected={**result.rejected, **more.rejected},
-                             warnings={**result.warnings, **more.warnings}, checked=result.checked | more.checked)  # fmt: skip
+            result = replace(
+                result,
+                rejected={**result.rejected, **more.rejected},
+                warnings={**result.warnings, **more.warnings},
+                checked=result.checked | more.checked,
+            )
     return Prepared(ablation, result, version, version_source)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from .. import engines
+from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
 from . import combinations
 from .args import Args, merge, to_argv
-from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
 from .parse import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
 
 BASELINE_ID = "baseline"  # the id of a row with every feature off
@@ -82,8 +82,9 @@ def _whole_row_rule(issue: KnownIssue) -> bool:
     return issue.workloads is None and issue.min_concurrency is None
 
 
-def matching_rules(issues: tuple[KnownIssue, ...], features: frozenset[str], workload: Workload | None,
-                   level: Level | None) -> list[KnownIssue]:  # fmt: skip
+def matching_rules(
+    issues: tuple[KnownIssue, ...], features: frozenset[str], workload: Workload | None, level: Level | None
+) -> list[KnownIssue]:
     """The rules that expect this case to fail; with no workload (a user's own test), whole-row rules only."""
     out = []
     for issue in issues:
@@ -106,15 +107,19 @@ def _generated_specs(matrix: Matrix, issues: tuple[KnownIssue, ...]) -> list[Row
     for gen in matrix.generators:
         blocking = [i for i in issues if _whole_row_rule(i)] if gen.exclude_known_issues else []
 
-        def allowed(combo: tuple[bool, ...], feats: tuple[str, ...] = gen.features, rules: list[KnownIssue] = blocking) -> bool:
-            on = frozenset(f for f, v in zip(feats, combo) if v)
+        def allowed(
+            combo: tuple[bool, ...], feats: tuple[str, ...] = gen.features, rules: list[KnownIssue] = blocking
+        ) -> bool:
+            on = frozenset(f for f, v in zip(feats, combo, strict=False) if v)
             return not any(_matches_row(r, on) for r in rules)
 
         make = combinations.product if gen.mode == "product" else combinations.pairwise
         for combo in make(len(gen.features), allowed):
-            on = frozenset(f for f, v in zip(gen.features, combo) if v)
+            on = frozenset(f for f, v in zip(gen.features, combo, strict=False) if v)
             t = gen.template
-            out.append(RowSpec(on, args=t.args, env=t.env, workloads=t.workloads, note=t.note, where=t.where, line=t.line))
+            out.append(
+                RowSpec(on, args=t.args, env=t.env, workloads=t.workloads, note=t.note, where=t.where, line=t.line)
+            )
     return out
 
 
@@ -138,8 +143,14 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
         row_id = spec.id or "+".join(on) or BASELINE_ID
         if row_id in seen:
             first = seen[row_id]
-            fix = "give the hand-written row an explicit `id:`" if spec.where.startswith("generate") else "give one of them an explicit `id:`"
-            raise MatrixError(matrix.file, spec.line, spec.where, f"duplicate row id '{row_id}' (also {first.where}); {fix}")
+            fix = (
+                "give the hand-written row an explicit `id:`"
+                if spec.where.startswith("generate")
+                else "give one of them an explicit `id:`"
+            )
+            raise MatrixError(
+                matrix.file, spec.line, spec.where, f"duplicate row id '{row_id}' (also {first.where}); {fix}"
+            )
         seen[row_id] = spec
         layers = [by_name[f].on if f in spec.features else by_name[f].off for f in by_name]
         args = merge(matrix.args, *layers, spec.args)

@@ -36,7 +36,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, (list, dict)):
-            raise MatrixError(loader.name, key_node.start_mark.line + 1, "", "a key must be a name, not a list or mapping")
+            raise MatrixError(
+                loader.name, key_node.start_mark.line + 1, "", "a key must be a name, not a list or mapping"
+            )
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
@@ -93,7 +95,9 @@ def _check_duplicate_keys(file: str, node: yaml.Node, path: str) -> None:
             key = str(key_node.value)
             here = f"{path}.{key}" if path else key
             if key in seen:
-                raise MatrixError(file, key_node.start_mark.line + 1, here, "duplicate key (YAML would keep only the last one)")
+                raise MatrixError(
+                    file, key_node.start_mark.line + 1, here, "duplicate key (YAML would keep only the last one)"
+                )
             seen.add(key)
             _check_duplicate_keys(file, value_node, here)
     elif isinstance(node, yaml.SequenceNode):

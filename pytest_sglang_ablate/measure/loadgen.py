@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 DONE = b"data: [DONE]"
@@ -108,7 +109,9 @@ class _Response(asyncio.Protocol):
                     break
                 lines = buf[pos:end].split(b"\r\n")
                 self.status = int(lines[0].split()[1])
-                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines[1:] if b":" in ln)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines[1:] if b":" in ln)
+                }
                 self.chunked = headers.get(b"transfer-encoding", b"").lower() == b"chunked"
                 self.until_close = not self.chunked and b"content-length" not in headers
                 self.remaining = int(headers.get(b"content-length", b"0"))
@@ -153,7 +156,9 @@ class _Response(asyncio.Protocol):
             usage = parsed.get("usage") or {}
             record.prompt_tokens = usage.get("prompt_tokens")
             record.completion_tokens = usage.get("completion_tokens")
-            record.extra = {k: v for k, v in usage.items() if k not in ("prompt_tokens", "completion_tokens", "total_tokens")}
+            record.extra = {
+                k: v for k, v in usage.items() if k not in ("prompt_tokens", "completion_tokens", "total_tokens")
+            }
             if not parsed.get("choices"):
                 return  # the usage-only event, after the last token
         if self.keep_text:
@@ -194,8 +199,10 @@ def encode(endpoint: Endpoint, path: str, body: dict[str, Any]) -> bytes:
     payload = json.dumps(body, separators=(",", ":")).encode()
     host, port = endpoint.host_port
     auth = f"Authorization: Bearer {endpoint.api_key}\r\n" if endpoint.api_key else ""
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Accept: text/event-stream\r\n{auth}Content-Length: {len(payload)}\r\n\r\n")  # fmt: skip
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\n{auth}Content-Length: {len(payload)}\r\n\r\n"
+    )
     return head.encode() + payload
 
 
@@ -211,7 +218,9 @@ class Client:
         _, proto = await loop.create_connection(_Response, host, port)
         return proto
 
-    async def send(self, conn: _Response | None, request: bytes, keep_text: bool = False) -> tuple[Record, _Response | None]:
+    async def send(
+        self, conn: _Response | None, request: bytes, keep_text: bool = False
+    ) -> tuple[Record, _Response | None]:
         """One request on `conn` (or a new connection); returns the record and the connection to reuse."""
         record = Record()
         try:
@@ -250,8 +259,9 @@ async def _watch_lag(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.perf_counter() - before - period)
 
 
-async def closed_loop(client: Client, requests: list[bytes], concurrency: int,
-                      progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], LoopHealth]:  # fmt: skip
+async def closed_loop(
+    client: Client, requests: list[bytes], concurrency: int, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[Record], LoopHealth]:
     """Keep exactly `concurrency` requests in flight until all are done; records in request order."""
     records: list[Record | None] = [None] * len(requests)
     next_index = 0
@@ -298,7 +308,9 @@ async def closed_loop(client: Client, requests: list[bytes], concurrency: int,
     return [r for r in records if r is not None], health
 
 
-def _child(endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurrency: int, conn: Any, counters: Any) -> None:
+def _child(
+    endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurrency: int, conn: Any, counters: Any
+) -> None:
     def progress(done: int, tokens: int) -> None:
         counters[0], counters[1] = done, tokens
 
@@ -307,8 +319,14 @@ def _child(endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurre
     conn.close()
 
 
-def closed_loop_processes(endpoint: Endpoint, timeout_s: float, requests: list[bytes], concurrency: int, processes: int,
-                          progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], LoopHealth]:  # fmt: skip
+def closed_loop_processes(
+    endpoint: Endpoint,
+    timeout_s: float,
+    requests: list[bytes],
+    concurrency: int,
+    processes: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Record], LoopHealth]:
     """The closed loop split over `processes` client processes, for loads one core cannot drive.
 
     Each process keeps its share of the concurrency in flight over its share of the requests; perf_counter is
@@ -329,7 +347,9 @@ def closed_loop_processes(endpoint: Endpoint, timeout_s: float, requests: list[b
     for i, share in enumerate(shares):
         receiver, sender = ctx.Pipe(duplex=False)
         counters = ctx.Array("q", 2, lock=False)
-        proc = ctx.Process(target=_child, args=(endpoint, timeout_s, requests[bounds[i] : bounds[i + 1]], share, sender, counters))
+        proc = ctx.Process(
+            target=_child, args=(endpoint, timeout_s, requests[bounds[i] : bounds[i + 1]], share, sender, counters)
+        )
         proc.start()
         sender.close()
         children.append((proc, receiver, counters))

@@ -85,8 +85,11 @@ class LevelMetrics:
 
 def _tokens(records: list[Record], sent_prompt_tokens: int | None) -> TokenCheck:
     missing = sum(1 for r in records if r.completion_tokens is None)
-    mismatch = sum(1 for r in records if sent_prompt_tokens is not None and r.prompt_tokens is not None
-                   and r.prompt_tokens != sent_prompt_tokens)  # fmt: skip
+    mismatch = sum(
+        1
+        for r in records
+        if sent_prompt_tokens is not None and r.prompt_tokens is not None and r.prompt_tokens != sent_prompt_tokens
+    )
     return TokenCheck(missing, mismatch, "server usage" if not missing else "client chunk count (usage missing)")
 
 
@@ -98,8 +101,14 @@ def single(record: Record) -> SingleMetrics:
     first, last = record.chunk_times[0], record.chunk_times[-1]
     n = _out(record)
     tps = (n - 1) / (last - first) if n > 1 and last > first else math.nan
-    return SingleMetrics(tps, 1000 * (first - record.start), 1000 * (record.end - record.start), n, record.prompt_tokens,
-                         _tokens([record], None))  # fmt: skip
+    return SingleMetrics(
+        tps,
+        1000 * (first - record.start),
+        1000 * (record.end - record.start),
+        n,
+        record.prompt_tokens,
+        _tokens([record], None),
+    )
 
 
 def level(records: list[Record], concurrency: int, sent_prompt_tokens: int, health: LoopHealth) -> LevelMetrics:
@@ -109,7 +118,7 @@ def level(records: list[Record], concurrency: int, sent_prompt_tokens: int, heal
     duration = end - start
     inp = sum(r.prompt_tokens if r.prompt_tokens is not None else sent_prompt_tokens for r in ok)
     out = sum(_out(r) for r in ok)
-    itl = [b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:])]
+    itl = [b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:], strict=False)]
     tpot = [(r.end - r.chunk_times[0]) / (_out(r) - 1) for r in ok if _out(r) > 1]
     return LevelMetrics(
         concurrency=concurrency,

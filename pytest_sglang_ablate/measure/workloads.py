@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import math
+import os
 import random
 import re
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import requests
 
-from . import metrics
-from ..server.launch import Server
-from .loadgen import Client, Endpoint, Record, closed_loop_processes, encode
 from ..matrix.parse import BatchWorkload, Level, SingleWorkload
+from ..server.launch import Server
+from . import metrics
+from .loadgen import Client, Endpoint, Record, closed_loop_processes, encode
 
 Progress = Callable[[str], None]
 
@@ -94,9 +95,13 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
     """TPS@1: one streamed chat request at temperature 0, `repeat` times; the answer must contain `expect`."""
     endpoint = _endpoint(server)
     body = {
-        "model": served_model(server), "messages": [{"role": "user", "content": workload.prompt}],
-        "max_tokens": workload.max_tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
-    }  # fmt: skip
+        "model": served_model(server),
+        "messages": [{"role": "user", "content": workload.prompt}],
+        "max_tokens": workload.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     request = encode(endpoint, "/v1/chat/completions", body)
     client = Client(endpoint, workload.request_timeout)
     runs: list[metrics.SingleMetrics] = []
@@ -115,8 +120,10 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
         answer = record.text
         runs.append(metrics.single(record))
         if math.isnan(runs[-1].tps_at_1) and runs[-1].completion_tokens > 1:
-            problems.append(f"all {runs[-1].completion_tokens} tokens arrived in one read, so their times are unknown "
-                            "(the server buffered the stream, or the client was starved of CPU: see client_cpus)")  # fmt: skip
+            problems.append(
+                f"all {runs[-1].completion_tokens} tokens arrived in one read, so their times are unknown "
+                "(the server buffered the stream, or the client was starved of CPU: see client_cpus)"
+            )
             break
         logged = _engine_gen_throughput(server, offset)
         if logged is not None:
@@ -126,24 +133,28 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
             problems.append(f"expected {workload.expect!r} in the answer, got: {shown!r}")
             break
     if runs and runs[-1].tokens.usage_missing:
-        problems.append("the server's stream carried no usage: completion tokens were counted from chunks (set "
-                        "stream_options.include_usage support on the server)")  # fmt: skip
+        problems.append(
+            "the server's stream carried no usage: completion tokens were counted from chunks (set "
+            "stream_options.include_usage support on the server)"
+        )
     tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
     extra: dict[str, Any] = {"workload": workload.name, "repeat": workload.repeat}
     if runs:
         last = runs[-1]
-        extra.update({
-            "tps_at_1": statistics.median(tps) if tps else math.nan,
-            "tps_at_1_spread": _spread(tps) if tps else {},
-            "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
-            "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
-            "ttft_ms": statistics.median(m.ttft_ms for m in runs),
-            "e2e_ms": statistics.median(m.e2e_ms for m in runs),
-            "completion_tokens": last.completion_tokens,
-            "prompt_tokens": last.prompt_tokens,
-            "token_source": last.tokens.source,
-            "answer_tail": answer[-200:],
-        })  # fmt: skip
+        extra.update(
+            {
+                "tps_at_1": statistics.median(tps) if tps else math.nan,
+                "tps_at_1_spread": _spread(tps) if tps else {},
+                "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
+                "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
+                "ttft_ms": statistics.median(m.ttft_ms for m in runs),
+                "e2e_ms": statistics.median(m.e2e_ms for m in runs),
+                "completion_tokens": last.completion_tokens,
+                "prompt_tokens": last.prompt_tokens,
+                "token_source": last.tokens.source,
+                "answer_tail": answer[-200:],
+            }
+        )
     return Measured(f"single {workload.name}: s/token at concurrency 1", [1 / t for t in tps], extra, problems)
 
 
@@ -157,10 +168,19 @@ def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
 def _bodies(server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int) -> list[bytes]:
     endpoint, model = _endpoint(server), served_model(server)
     return [
-        encode(endpoint, "/v1/completions", {
-            "model": model, "prompt": ids, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True},
-        })  # fmt: skip
+        encode(
+            endpoint,
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": ids,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        )
         for ids in prompt_ids
     ]
 
@@ -170,12 +190,20 @@ def _seed(workload: BatchWorkload, level: Level, repetition: int, role: int) -> 
     return workload.seed * 1_000_003 + level.concurrency * 10_007 + repetition * 101 + role
 
 
-def _run(server: Server, workload: BatchWorkload, level: Level, seed: int, max_tokens: int,
-         progress: Callable[[int, int], None] | None = None) -> tuple[list[Record], metrics.LevelMetrics]:  # fmt: skip
+def _run(
+    server: Server,
+    workload: BatchWorkload,
+    level: Level,
+    seed: int,
+    max_tokens: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Record], metrics.LevelMetrics]:
     bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
     processes = min(workload.client_processes, level.concurrency)
     with pinned(workload.client_cpus):
-        records, health = closed_loop_processes(_endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress)
+        records, health = closed_loop_processes(
+            _endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress
+        )
     _check_server(server, records)
     return records, metrics.level(records, level.concurrency, workload.input_len, health)
 
@@ -205,7 +233,9 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         def tick(done: int, out_tokens: int, rep: int = rep, began: float = began) -> None:
             if progress is not None:
                 rate = out_tokens / max(time.perf_counter() - began, 1e-9)
-                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {rate:,.0f} output tok/s")
+                progress(
+                    f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {rate:,.0f} output tok/s"
+                )
 
         _, m = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
         runs.append(m)
@@ -228,21 +258,30 @@ def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
         out.append(f"{m.failed} of {m.requests} requests failed (allowed: {workload.max_failed:.0%})")
     bad_tokens = m.tokens.usage_missing + m.tokens.prompt_mismatch
     if bad_tokens > workload.token_tolerance * max(m.completed, 1):
-        out.append(f"token counts disagree: {m.tokens.usage_missing} requests without usage, {m.tokens.prompt_mismatch} "
-                   f"with a server prompt length other than the {workload.input_len} tokens sent (allowed: "
-                   f"{workload.token_tolerance:.0%} of requests)")  # fmt: skip
+        out.append(
+            f"token counts disagree: {m.tokens.usage_missing} requests without usage, {m.tokens.prompt_mismatch} "
+            f"with a server prompt length other than the {workload.input_len} tokens sent (allowed: "
+            f"{workload.token_tolerance:.0%} of requests)"
+        )
     if m.client.cpu_fraction > workload.client_cpu_limit:
-        out.append(f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core (limit {workload.client_cpu_limit:.0%}): "
-                   "it may have been the bottleneck, so these are not the server's numbers; raise `client_processes`")  # fmt: skip
+        out.append(
+            f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core (limit {workload.client_cpu_limit:.0%}): "
+            "it may have been the bottleneck, so these are not the server's numbers; raise `client_processes`"
+        )
     if m.client.lag_p99_ms > workload.loop_lag_limit_ms:
-        out.append(f"the load generator's event loop lagged {m.client.lag_p99_ms:.0f} ms (p99; limit "
-                   f"{workload.loop_lag_limit_ms:g} ms): its timestamps are late")  # fmt: skip
+        out.append(
+            f"the load generator's event loop lagged {m.client.lag_p99_ms:.0f} ms (p99; limit "
+            f"{workload.loop_lag_limit_ms:g} ms): its timestamps are late"
+        )
     return out
 
 
-def _batch_extra(workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None) -> dict[str, Any]:
+def _batch_extra(
+    workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None
+) -> dict[str, Any]:
     if not runs:
         return {"workload": workload.name, "concurrency": level.concurrency, "requests": level.requests}
+
     def med(f: Callable[[metrics.LevelMetrics], float]) -> float:
         return statistics.median(f(m) for m in runs)
 
@@ -268,11 +307,13 @@ def _batch_extra(workload: BatchWorkload, level: Level, runs: list[metrics.Level
         "token_source": last.tokens.source,
         "usage_missing": last.tokens.usage_missing,
         "prompt_mismatch": last.tokens.prompt_mismatch,
-        **{f"{name}_ms_{stat}": statistics.median(getattr(getattr(m, name), stat) for m in runs)
-           for name in ("ttft", "itl", "tpot", "e2e") for stat in ("mean", "p50", "p90", "p99")},  # fmt: skip
+        **{
+            f"{name}_ms_{stat}": statistics.median(getattr(getattr(m, name), stat) for m in runs)
+            for name in ("ttft", "itl", "tpot", "e2e")
+            for stat in ("mean", "p50", "p90", "p99")
+        },
         "spec_accept_length": accept,
         "client_cpu_fraction": last.client.cpu_fraction,
         "client_loop_lag_p99_ms": last.client.lag_p99_ms,
         "sources": "token counts: server usage per request; times: client clock (perf_counter)",
     }
-

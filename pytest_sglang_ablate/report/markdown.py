@@ -63,8 +63,14 @@ def single_table(records: list[Record], features: list[str], notes: Notes) -> st
             continue
         figures = r.get("figures") or {}
         on = set(r["features"])
-        rows.append([_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]])
-    return tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github", disable_numparse=True) if rows else "(no single-query cases)"
+        rows.append(
+            [_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]]
+        )
+    return (
+        tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github", disable_numparse=True)
+        if rows
+        else "(no single-query cases)"
+    )
 
 
 def batch_table(records: list[Record], notes: Notes) -> str:
@@ -74,13 +80,26 @@ def batch_table(records: list[Record], notes: Notes) -> str:
             continue
         figures = r.get("figures") or {}
         config = figures.get("effective_config") or {}
-        rows.append([
-            _runnable(r, notes), ", ".join(r["features"]) or "(none)", r.get("concurrency"),
-            _num(figures.get("throughput_tok_s")), _num(figures.get("per_request_decode_tok_s")), r.get("requests"),
-            config.get("max_running_requests", ""),
-        ])  # fmt: skip
-    headers = ["Runnable", "Features on", "Concurrency", "Avg throughput (p+d), tok/s", "Per-req throughput (d), tok/s",
-               "Total req", "Max running req"]  # fmt: skip
+        rows.append(
+            [
+                _runnable(r, notes),
+                ", ".join(r["features"]) or "(none)",
+                r.get("concurrency"),
+                _num(figures.get("throughput_tok_s")),
+                _num(figures.get("per_request_decode_tok_s")),
+                r.get("requests"),
+                config.get("max_running_requests", ""),
+            ]
+        )
+    headers = [
+        "Runnable",
+        "Features on",
+        "Concurrency",
+        "Avg throughput (p+d), tok/s",
+        "Per-req throughput (d), tok/s",
+        "Total req",
+        "Max running req",
+    ]
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no batch cases)"
 
 
@@ -108,11 +127,23 @@ def attribution(records: list[Record], features: list[str]) -> str:
                 ratios[(workload, conc)].append(value / other)
         for (workload, conc), values in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             metric = "TPS@1" if conc is None else f"throughput c{conc}"
-            table.append([f, f"{workload}: {metric}", len(values), f"{statistics.median(values):.2f}x",
-                          f"{min(values):.2f}-{max(values):.2f}x"])  # fmt: skip
+            table.append(
+                [
+                    f,
+                    f"{workload}: {metric}",
+                    len(values),
+                    f"{statistics.median(values):.2f}x",
+                    f"{min(values):.2f}-{max(values):.2f}x",
+                ]
+            )
     if not table:
         return "(no pair of measured rows differs in exactly one feature)"
-    return tabulate(table, ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"], tablefmt="github", disable_numparse=True)
+    return tabulate(
+        table,
+        ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def compare(records: list[Record], baseline: list[Record]) -> str:
@@ -134,11 +165,21 @@ def compare(records: list[Record], baseline: list[Record]) -> str:
     rows.sort(key=lambda row: float(row[4]))
     if not rows:
         return "(no case measured in both runs)"
-    return tabulate(rows, ["Case", "Metric", "Baseline", "Now", "Ratio", "Noise band", "Verdict"], tablefmt="github", disable_numparse=True)
+    return tabulate(
+        rows,
+        ["Case", "Metric", "Baseline", "Now", "Ratio", "Noise band", "Verdict"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
-def render(name: str, features: list[str], records: list[Record], environment: dict[str, Any],
-           baseline: list[Record] | None = None) -> str:  # fmt: skip
+def render(
+    name: str,
+    features: list[str],
+    records: list[Record],
+    environment: dict[str, Any],
+    baseline: list[Record] | None = None,
+) -> str:
     notes = Notes()
     single, batch = single_table(records, features, notes), batch_table(records, notes)
     outcomes: dict[str, int] = defaultdict(int)
@@ -163,6 +204,11 @@ def render(name: str, features: list[str], records: list[Record], environment: d
     parts += ["## What each feature bought", "", attribution(records, features), ""]
     if baseline is not None:
         parts += ["## Against the baseline", "", compare(records, baseline), ""]
-    parts += ["## Environment", "", *[f"- {k}: {v}" for k, v in environment.items()], "",
-              "Figures and their sources: docs/metrics.md (token counts from the server's usage, times from the client's clock)."]  # fmt: skip
+    parts += [
+        "## Environment",
+        "",
+        *[f"- {k}: {v}" for k, v in environment.items()],
+        "",
+        "Figures and their sources: docs/metrics.md (token counts from the server's usage, times from the client's clock).",
+    ]
     return "\n".join(parts) + "\n"

@@ -53,20 +53,28 @@ def render(engine: str, launch: tuple[str, ...], cases: list[Case], rejected: di
         by_row.setdefault(c.row, []).append(c)
     profile = engines.get(engine)
     table = [
-        [row.id, ", ".join(row.features) or "(none)", _command(row, launch), expected(cs, rejected.get(row.id)),
-         workloads(cs), profile.gpus_needed(row.args)]
+        [
+            row.id,
+            ", ".join(row.features) or "(none)",
+            _command(row, launch),
+            expected(cs, rejected.get(row.id)),
+            workloads(cs),
+            profile.gpus_needed(row.args),
+        ]
         for row, cs in by_row.items()
-    ]  # fmt: skip
+    ]
     headers = ["row", "on", "server command (after the launch prefix)", "expected", "workloads", "GPUs"]
     notes = [f"  {row.id}: {row.note}" for row in by_row if row.note]
-    return "\n".join([
-        f"launch prefix: {shlex.join(launch)}",
-        tabulate(table, headers, tablefmt="simple_grid", maxcolwidths=[None, 20, COMMAND_WIDTH, 32, 16, 10]),
-        *(["notes:", *notes] if notes else []),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"launch prefix: {shlex.join(launch)}",
+            tabulate(table, headers, tablefmt="simple_grid", maxcolwidths=[None, 20, COMMAND_WIDTH, 32, 16, 10]),
+            *(["notes:", *notes] if notes else []),
+        ]
+    )
 
 
 def _command(row: Row, launch: tuple[str, ...]) -> str:
     """The args after the launch prefix, with the row's environment in front as a shell would show it."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in row.env)
-    return f"{env} {shlex.join(row.argv[len(launch):])}".strip()
+    return f"{env} {shlex.join(row.argv[len(launch) :])}".strip()

@@ -28,8 +28,16 @@ def _series(records: list[Record]) -> dict[str, list[tuple[int, float, float]]]:
     for r in records:
         f = r.get("figures") or {}
         value = f.get("throughput_tok_s")
-        if r["kind"] == "batch" and r["outcome"] == "passed" and r.get("concurrency") and isinstance(value, float) and value == value:
-            out[r["row"]].append((int(r["concurrency"]), float(f["throughput_tok_s"]), float(f["per_request_decode_tok_s"])))
+        if (
+            r["kind"] == "batch"
+            and r["outcome"] == "passed"
+            and r.get("concurrency")
+            and isinstance(value, float)
+            and value == value
+        ):
+            out[r["row"]].append(
+                (int(r["concurrency"]), float(f["throughput_tok_s"]), float(f["per_request_decode_tok_s"]))
+            )
     return {row: sorted(points) for row, points in out.items()}
 
 
@@ -48,7 +56,12 @@ def render(records: list[Record], out_dir: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for row, points in series.items():
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=row)
-    ax.set(xscale="log", xlabel="client concurrency", ylabel="throughput, input + output tokens/s", title=f"{title}: throughput by concurrency")
+    ax.set(
+        xscale="log",
+        xlabel="client concurrency",
+        ylabel="throughput, input + output tokens/s",
+        title=f"{title}: throughput by concurrency",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -61,7 +74,11 @@ def render(records: list[Record], out_dir: Path, title: str) -> list[Path]:
         ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", label=row)
         for c, x, y in points:
             ax.annotate(f"c{c}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xlabel="throughput, input + output tokens/s", ylabel="per-request decode, tokens/s", title=f"{title}: per-request speed vs throughput")
+    ax.set(
+        xlabel="throughput, input + output tokens/s",
+        ylabel="per-request decode, tokens/s",
+        title=f"{title}: per-request speed vs throughput",
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

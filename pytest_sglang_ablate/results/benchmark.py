@@ -21,10 +21,24 @@ def stable_fullname(nodeid: str) -> str:
 def entry(nodeid: str, group: str, samples: list[float], extra_info: dict[str, Any]) -> Any:
     fullname = stable_fullname(nodeid)
     param = fullname[fullname.index("[") + 1 : -1] if fullname.endswith("]") else ""
-    owner = SimpleNamespace(name=fullname.split("::")[-1], fullname=fullname, group=group, param=param,
-                            params={"case": param}, extra_info=extra_info, cprofile_stats=None, has_error=False)  # fmt: skip
-    options = {"timer": "external (ablate workload)", "disable_gc": False, "min_rounds": 1, "max_time": 0, "min_time": 0,
-               "warmup": False}  # fmt: skip
+    owner = SimpleNamespace(
+        name=fullname.split("::")[-1],
+        fullname=fullname,
+        group=group,
+        param=param,
+        params={"case": param},
+        extra_info=extra_info,
+        cprofile_stats=None,
+        has_error=False,
+    )
+    options = {
+        "timer": "external (ablate workload)",
+        "disable_gc": False,
+        "min_rounds": 1,
+        "max_time": 0,
+        "min_time": 0,
+        "warmup": False,
+    }
     meta = Metadata(owner, iterations=1, options=options)  # type: ignore[no-untyped-call]
     for sample in samples:
         meta.update(sample)  # type: ignore[no-untyped-call]

@@ -63,10 +63,17 @@ class Store:
 
     def done(self, matrix: str, version: str | None) -> set[str]:
         """Case ids already measured for this matrix and engine version."""
-        return {r["case"] for r in self.load()
-                if r.get("matrix") == matrix and r.get("engine_version_expected") == version and r.get("outcome") in DONE_OUTCOMES}  # fmt: skip
+        return {
+            r["case"]
+            for r in self.load()
+            if r.get("matrix") == matrix
+            and r.get("engine_version_expected") == version
+            and r.get("outcome") in DONE_OUTCOMES
+        }
 
     def mask_log(self, log: Path) -> None:
         """Servers print their args (an --api-key too): mask secrets in the saved log."""
         if self.secrets and log.exists():
-            log.write_text(redact.text(log.read_text(encoding="utf-8", errors="replace"), self.secrets), encoding="utf-8")
+            log.write_text(
+                redact.text(log.read_text(encoding="utf-8", errors="replace"), self.secrets), encoding="utf-8"
+            )

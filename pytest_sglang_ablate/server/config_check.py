@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..matrix.args import Args
 from ..engines import EngineProfile
+from ..matrix.args import Args
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,16 @@ def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple
     return "exited", f"exit code {returncode}"
 
 
-def describe(row_id: str, failure_class: str, what: str, evidence: str, log: Path, returncode: int | None,
-             profile: EngineProfile, secrets: frozenset[str] = frozenset()) -> str:  # fmt: skip
+def describe(
+    row_id: str,
+    failure_class: str,
+    what: str,
+    evidence: str,
+    log: Path,
+    returncode: int | None,
+    profile: EngineProfile,
+    secrets: frozenset[str] = frozenset(),
+) -> str:
     """The message a failing case shows: class, evidence, what to do, and the log tail (secrets masked)."""
     lines = [
         f"row '{row_id}': {what} [{failure_class}]",

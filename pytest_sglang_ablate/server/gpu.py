@@ -57,6 +57,12 @@ def describe() -> list[dict[str, Any]]:
         handle = nvml.nvmlDeviceGetHandleByIndex(i)
         name = nvml.nvmlDeviceGetName(handle)
         memory = nvml.nvmlDeviceGetMemoryInfo(handle).total
-        out.append({"index": i, "name": name if isinstance(name, str) else name.decode(), "memory_gib": round(memory / 2**30, 1),
-                    "driver": driver if isinstance(driver, str) else driver.decode()})  # fmt: skip
+        out.append(
+            {
+                "index": i,
+                "name": name if isinstance(name, str) else name.decode(),
+                "memory_gib": round(memory / 2**30, 1),
+                "driver": driver if isinstance(driver, str) else driver.decode(),
+            }
+        )
     return out

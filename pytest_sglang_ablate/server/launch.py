@@ -19,12 +19,12 @@ from typing import Any
 import psutil
 import requests
 
-from . import config_check, failures, gpu, ports
-from ..matrix.args import merge
 from ..engines import EngineProfile
 from ..errors import ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
+from ..matrix.args import merge
 from ..matrix.parse import ServerSettings
 from ..matrix.rows import Row
+from . import config_check, failures, gpu, ports
 
 POLL_S = 0.05  # readiness is noticed within about this long of the server answering
 SUPERVISOR_START_S = 30.0
@@ -94,8 +94,16 @@ class Server:
         self.process.wait()
         code = self.returncode()
         cause, evidence = failures.classify(self.log_path, code, self.profile)
-        message = failures.describe(self.row.id, "died_during_workload",
-                                    f"the server died during a workload ({cause})", evidence, self.log_path, code, self.profile, self.secrets)  # fmt: skip
+        message = failures.describe(
+            self.row.id,
+            "died_during_workload",
+            f"the server died during a workload ({cause})",
+            evidence,
+            self.log_path,
+            code,
+            self.profile,
+            self.secrets,
+        )
         raise ServerDied(message, "died_during_workload")
 
     def report(self) -> dict[str, Any]:
@@ -114,7 +122,10 @@ class Server:
         if self.profile.flush_path is None:
             return False
         try:
-            return requests.post(self.base_url + self.profile.flush_path, headers=self.headers, timeout=30).status_code == 200
+            return (
+                requests.post(self.base_url + self.profile.flush_path, headers=self.headers, timeout=30).status_code
+                == 200
+            )
         except requests.RequestException:
             return False
 
@@ -141,11 +152,15 @@ class Server:
             problems.append(f"port {self.port} is still in use")
         held = gpu.wait_released(set(recorded), self.settings.gpu_release_timeout_s)
         if held:
-            problems.append(f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
-                            + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items()))  # fmt: skip
+            problems.append(
+                f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
+                + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items())
+            )
         self.stopped = StopReport(time.monotonic() - start, sorted(p for p in recorded if p > 0))
         if problems:
-            raise TeardownError(f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}", "teardown")
+            raise TeardownError(
+                f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}", "teardown"
+            )
         return self.stopped
 
 
@@ -186,8 +201,14 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv, flag, value]
 
 
-def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, api_key: str | None = None,
-          secrets: frozenset[str] = frozenset()) -> Server:  # fmt: skip
+def start(
+    row: Row,
+    profile: EngineProfile,
+    settings: ServerSettings,
+    log_dir: Path,
+    api_key: str | None = None,
+    secrets: frozenset[str] = frozenset(),
+) -> Server:
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
 
     With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
@@ -206,8 +227,16 @@ def start(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: P
     raise AssertionError("unreachable")
 
 
-def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_dir: Path, fraction: float | None,
-                attempt: int, api_key: str | None, secrets: frozenset[str]) -> Server:  # fmt: skip
+def _start_once(
+    row: Row,
+    profile: EngineProfile,
+    settings: ServerSettings,
+    log_dir: Path,
+    fraction: float | None,
+    attempt: int,
+    api_key: str | None,
+    secrets: frozenset[str],
+) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
     name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
@@ -222,15 +251,41 @@ def _start_once(row: Row, profile: EngineProfile, settings: ServerSettings, log_
     if api_key:
         full += [profile.api_key_flag, api_key]
     env = {**os.environ, **dict(row.env)}
-    supervisor = [sys.executable, "-m", "pytest_sglang_ablate.server.supervisor", "--status", str(status_path),
-                  "--grace", str(settings.shutdown_grace_s), "--"]  # fmt: skip
+    supervisor = [
+        sys.executable,
+        "-m",
+        "pytest_sglang_ablate.server.supervisor",
+        "--status",
+        str(status_path),
+        "--grace",
+        str(settings.shutdown_grace_s),
+        "--",
+    ]
     began = time.monotonic()
     with open(log_path, "wb") as log:
         # own session: Ctrl-C in the terminal reaches pytest, which then stops the server in order.
         # The supervisor's parent-death signal is tied to this (the main) thread.
-        process = subprocess.Popen([*supervisor, *full], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, start_new_session=True)  # fmt: skip
-    server = Server(row, profile, settings, settings.host, port, full, log_path, status_path, process, api_key=api_key, secrets=secrets)
+        process = subprocess.Popen(
+            [*supervisor, *full],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    server = Server(
+        row,
+        profile,
+        settings,
+        settings.host,
+        port,
+        full,
+        log_path,
+        status_path,
+        process,
+        api_key=api_key,
+        secrets=secrets,
+    )
     try:
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
@@ -256,8 +311,16 @@ def _wait_ready(server: Server, began: float) -> None:
             server.process.wait()
             code = server.returncode()
             cause, evidence = failures.classify(server.log_path, code, profile)
-            message = failures.describe(server.row.id, cause, "the server exited during startup", evidence,
-                                        server.log_path, code, profile, server.secrets)  # fmt: skip
+            message = failures.describe(
+                server.row.id,
+                cause,
+                "the server exited during startup",
+                evidence,
+                server.log_path,
+                code,
+                profile,
+                server.secrets,
+            )
             raise ServerLaunchError(message, cause)
         try:
             if session.get(url, timeout=(0.5, 5)).status_code == 200:
@@ -266,8 +329,16 @@ def _wait_ready(server: Server, began: float) -> None:
         except requests.RequestException:
             pass
         if time.monotonic() > deadline:
-            message = failures.describe(server.row.id, "startup_timeout", f"no healthy answer from {url} within {timeout:.0f} s",
-                                        "", server.log_path, None, profile, server.secrets)  # fmt: skip
+            message = failures.describe(
+                server.row.id,
+                "startup_timeout",
+                f"no healthy answer from {url} within {timeout:.0f} s",
+                "",
+                server.log_path,
+                None,
+                profile,
+                server.secrets,
+            )
             raise ServerStartTimeout(message, "startup_timeout")
         time.sleep(POLL_S)
 
@@ -281,12 +352,22 @@ def _check_config(server: Server, requested: Any) -> None:
         server.info = profile.config_from_log(server.log_path.read_text(encoding="utf-8", errors="replace")) or {}
     if profile.version_path and "version" not in server.info:
         try:
-            server.info["version"] = requests.get(server.base_url + profile.version_path, headers=server.headers, timeout=30).json()["version"]
+            server.info["version"] = requests.get(
+                server.base_url + profile.version_path, headers=server.headers, timeout=30
+            ).json()["version"]
         except (requests.RequestException, ValueError, KeyError):
             pass
     check = config_check.compare(requested, server.info, profile)
     server.unverified = check.unverified
     if check.differences:
-        message = failures.describe(server.row.id, "config_drift", "the server runs a different config than the row asked for",
-                                    "; ".join(check.differences), server.log_path, None, profile, server.secrets)  # fmt: skip
+        message = failures.describe(
+            server.row.id,
+            "config_drift",
+            "the server runs a different config than the row asked for",
+            "; ".join(check.differences),
+            server.log_path,
+            None,
+            profile,
+            server.secrets,
+        )
         raise ServerLaunchError(message, "config_drift")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 PORT_RANGE = (20000, 60000)
 
@@ -39,4 +39,3 @@ def wait_free(host: str, port: int, timeout_s: float) -> bool:
             return False
         time.sleep(0.02)
     return True
-

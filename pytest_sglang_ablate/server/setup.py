@@ -26,13 +26,20 @@ def run(steps: tuple[PrepareStep, ...], env: tuple[tuple[str, str], ...], log: P
             out.write(f"$ {' '.join(step.run)}\n".encode())
             out.flush()
             try:
-                code = subprocess.run(list(step.run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env={**os.environ, **dict(env), **dict(step.env)}).returncode  # fmt: skip
+                code = subprocess.run(
+                    list(step.run),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **dict(env), **dict(step.env)},
+                ).returncode
             except OSError as e:
                 raise PrepareError(f"prepare: cannot run {step.run[0]}: {e.strerror or e} (log: {log})") from None
         if code != 0:
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
-            raise PrepareError(f"prepare: `{' '.join(step.run)}` exited with {code}; no row can run. Log {log}:\n" + "\n".join(tail))
+            raise PrepareError(
+                f"prepare: `{' '.join(step.run)}` exited with {code}; no row can run. Log {log}:\n" + "\n".join(tail)
+            )
         if step.creates and not Path(step.creates).exists():
             raise PrepareError(f"prepare: `{' '.join(step.run)}` succeeded but did not create {step.creates}")
         done.append(f"ran: {' '.join(step.run)}")

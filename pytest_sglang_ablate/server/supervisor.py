@@ -97,8 +97,14 @@ class Supervisor:
             self.descendants()
             if len(self.seen) != known:  # keep the pid list current: pytest reads it for NVML and as a fallback
                 known = len(self.seen)
-                _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid(),
-                                          "pids": {str(k): v for k, v in self.seen.items()}})  # fmt: skip
+                _write(
+                    self.status_path,
+                    {
+                        "server_pid": server.pid,
+                        "supervisor_pid": os.getpid(),
+                        "pids": {str(k): v for k, v in self.seen.items()},
+                    },
+                )
             if os.getppid() != self.parent:
                 self.stop_reason = "parent_died"
             time.sleep(POLL_S)
@@ -107,10 +113,17 @@ class Supervisor:
         leftover = self.stop_tree()
         code = self.server_status
         returncode = None if code is None else (os.waitstatus_to_exitcode(code))
-        _write(self.status_path, {
-            "server_pid": self.server_pid, "supervisor_pid": os.getpid(), "returncode": returncode,
-            "stopped_by": self.stop_reason, "pids": {str(k): v for k, v in self.seen.items()}, "leftover": leftover,
-        })  # fmt: skip
+        _write(
+            self.status_path,
+            {
+                "server_pid": self.server_pid,
+                "supervisor_pid": os.getpid(),
+                "returncode": returncode,
+                "stopped_by": self.stop_reason,
+                "pids": {str(k): v for k, v in self.seen.items()},
+                "leftover": leftover,
+            },
+        )
         return 0
 
     def stop_tree(self) -> list[int]:
