@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from pytest_sglang_ablate import engines
-from pytest_sglang_ablate.matrix.parse import ServerSettings
+from pytest_sglang_ablate.matrix.model import ServerSettings
 from pytest_sglang_ablate.matrix.rows import Row
 from pytest_sglang_ablate.server.launch import start
 from pytest_sglang_ablate.server.ports import choose

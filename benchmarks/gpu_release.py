@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pytest_sglang_ablate import engines
-from pytest_sglang_ablate.matrix.parse import ServerSettings
+from pytest_sglang_ablate.matrix.model import ServerSettings
 from pytest_sglang_ablate.matrix.rows import Row
 from pytest_sglang_ablate.server import gpu
 from pytest_sglang_ablate.server.launch import start

@@ -2,6 +2,27 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class FailureClass(str, Enum):
+    """How a server failed, in the classes users act on; docs/lifecycle.md says what to do about each."""
+
+    BAD_FLAG = "bad_flag"
+    PORT_IN_USE = "port_in_use"
+    OOM = "oom"
+    GRAPH_CAPTURE = "graph_capture"
+    CRASH = "crash"
+    EXITED = "exited"  # exited during startup without a known error text
+    STARTUP_TIMEOUT = "startup_timeout"
+    CONFIG_DRIFT = "config_drift"
+    DIED_DURING_WORKLOAD = "died_during_workload"
+    TEARDOWN = "teardown"
+    PREPARE = "prepare"  # a matrix `prepare:` command failed, so no row ran
+
+    def __str__(self) -> str:
+        return self.value
+
 
 class AblateError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -22,7 +43,7 @@ class MatrixError(AblateError):
 class ServerError(AblateError):
     """A server failed; `failure_class` names how (docs/lifecycle.md lists the classes)."""
 
-    def __init__(self, message: str, failure_class: str = "error") -> None:
+    def __init__(self, message: str, failure_class: FailureClass | None = None) -> None:
         super().__init__(message)
         self.failure_class = failure_class
 
@@ -43,3 +64,13 @@ class ServerDied(ServerError):
 
 class TeardownError(ServerError):
     """Stopping a server left something behind: a process, the port, or GPU memory."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FailureClass.TEARDOWN)
+
+
+class PrepareError(ServerError):
+    """A matrix `prepare:` command failed: no row can run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FailureClass.PREPARE)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_sglang_ablate.measure.loadgen import Record, _Response
+from pytest_sglang_ablate.measure.loadgen import RequestRecord, Connection
 
 
 def chunked(*events: bytes, crlf: bool = False) -> bytes:
@@ -28,12 +28,12 @@ USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"
 DONE = b"data: [DONE]"
 
 
-def feed(answer: bytes, cut: int | None = None, keep_text: bool = False) -> Record:
+def feed(answer: bytes, cut: int | None = None, keep_text: bool = False) -> RequestRecord:
     """Deliver `answer` in two reads split at `cut` (or byte by byte when cut is -1)."""
 
-    async def go() -> Record:
-        proto = _Response()
-        record = Record()
+    async def go() -> RequestRecord:
+        proto = Connection()
+        record = RequestRecord()
         proto.reset(record, keep_text)
         parts = (
             [answer[i : i + 1] for i in range(len(answer))]
@@ -85,9 +85,9 @@ def test_an_error_status_is_a_failed_request_with_the_servers_words() -> None:
 
 
 def test_a_body_ended_by_closing_the_connection_is_read() -> None:
-    async def go() -> Record:
-        proto = _Response()
-        record = Record()
+    async def go() -> RequestRecord:
+        proto = Connection()
+        record = RequestRecord()
         proto.reset(record, False)
         proto.data_received(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + token("a") + b"\n\n" + USAGE + b"\n\n"

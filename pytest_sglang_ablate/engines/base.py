@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..errors import FailureClass
 from ..matrix.args import Args
 
 
@@ -27,9 +31,9 @@ class EngineProfile:
     gpus_needed: Callable[[Args], str]
     # the Python interpreter that can import the engine for this launch prefix, if the prefix says
     probe_python: Callable[[list[str]], str | None]
-    # a Python program run by probe_python: reads JSON [{"id", "argv"}] on stdin, prints
+    # a Python file run by probe_python, by path: reads JSON [{"id", "argv"}] on stdin, prints
     # {"importable", "version", "error", "results": {id: None | message}, "warnings": {id: [message]}}
-    probe_source: str
+    probe_script: Path
     host_flag: str = "--host"
     api_key_flag: str = "--api-key"
     port_flag: str = "--port"
@@ -45,9 +49,9 @@ class EngineProfile:
     flush_path: str | None = None
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see server/failures.py
-    failure_patterns: tuple[tuple[str, str], ...] = ()
+    failure_patterns: tuple[tuple[FailureClass, str], ...] = ()
     # failure class -> what the user should do
-    hints: dict[str, str] = field(default_factory=dict)
+    hints: dict[FailureClass, str] = field(default_factory=dict)
     # (info key, value the row asked for) -> the value the engine reports instead, which is no difference
     renames: dict[tuple[str, str], str] = field(default_factory=dict)
     # a log line with the engine's own decode speed; group 1 is tokens/s (SGLang: "gen throughput (token/s): X")
@@ -58,3 +62,10 @@ class EngineProfile:
     aliases: dict[str, str] = field(default_factory=dict)
     # canonical flag -> key in the server's config report, where it is not the flag with underscores
     info_keys: dict[str, str] = field(default_factory=dict)
+
+    def logged_gen_throughput(self, log_text: str) -> float | None:
+        """The median of the engine's own single-request decode-speed log lines in `log_text`, if it logs any."""
+        if self.gen_throughput_pattern is None:
+            return None
+        values = [float(m) for m in re.findall(self.gen_throughput_pattern, log_text)]
+        return statistics.median(values) if values else None

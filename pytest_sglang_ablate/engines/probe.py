@@ -45,7 +45,7 @@ def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
     rows = [{"id": r.id, "argv": list(r.argv[prefix:])} for r in ablation.rows if only is None or r.id in only]
     try:
         done = subprocess.run(
-            [python, "-c", profile.probe_source],
+            [python, str(profile.probe_script)],
             input=json.dumps(rows),
             capture_output=True,
             text=True,

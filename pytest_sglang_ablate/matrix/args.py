@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 # A flag's value: True = bare flag; None/False = absent; a tuple = several values after one flag.
-ArgValue = Union[bool, int, float, str, tuple[str, ...], None]
+ArgValue = bool | int | float | str | tuple[str, ...] | None
 # Ordered (flag name without dashes, value) pairs; a tuple so rows stay hashable.
 Args = tuple[tuple[str, ArgValue], ...]
 
@@ -48,3 +46,14 @@ def lookup(args: Args, *names: str, default: ArgValue = None) -> ArgValue:
         if name in found:
             return found[name]
     return default
+
+
+def int_value(args: Args, *names: str, default: int = 1) -> int:
+    """A count flag's value (`--tp-size 8` -> 8); `default` when it is absent, bare or not a whole number."""
+    value = lookup(args, *names)
+    if value is None or isinstance(value, (bool, tuple)):
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        return default

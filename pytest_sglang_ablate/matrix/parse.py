@@ -1,19 +1,31 @@
-"""Parse and validate a matrix file into plain records; every mistake becomes one MatrixError."""
+"""Parse and validate a matrix file into the records of `model`; every mistake becomes one MatrixError."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from .. import engines
 from ..errors import MatrixError
 from .args import Args, ArgValue, normalize_key
+from .model import (
+    BatchWorkload,
+    Feature,
+    Generator,
+    KnownIssue,
+    Level,
+    Matrix,
+    PrepareStep,
+    RowSpec,
+    ServerSettings,
+    SingleWorkload,
+    Workload,
+)
 from .yamlsource import LineDict, LineList, line_of, load
 
 FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -24,146 +36,6 @@ FLAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
 PYTEST_MARKERS = frozenset(
     {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "tryfirst", "trylast"}
 )
-
-
-@dataclass(frozen=True)
-class Level:
-    concurrency: int
-    requests: int
-    repeat: int | None = None  # None: the workload's `repeat`
-
-
-@dataclass(frozen=True)
-class SingleWorkload:
-    name: str
-    prompt: str
-    expect: str | None = None
-    max_tokens: int = 2048
-    repeat: int = 1
-    request_timeout: float = 600.0
-    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
-    kind: str = "single"
-
-
-@dataclass(frozen=True)
-class BatchWorkload:
-    name: str
-    input_len: int
-    output_len: int
-    levels: tuple[Level, ...]
-    warmup: Level | None = None
-    seed: int = 0
-    repeat: int = 1
-    cold_start_burst: bool = True  # a short discarded burst at the level's own concurrency before measuring
-    max_failed: float = 0.0  # the fraction of failed requests that still gives a valid level
-    token_ids: tuple[int, int] = (100, 1000)  # prompts are random token ids in [lo, hi): inside any real vocabulary
-    token_tolerance: float = 0.0  # the fraction of requests allowed to lack usage or disagree on prompt length
-    request_timeout: float = 600.0
-    client_cpu_limit: float = 0.9  # the load generator's CPU share of one core above which it may be the bottleneck
-    loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
-    client_processes: int = 1  # load-generator processes, for loads one core cannot drive
-    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
-    kind: str = "batch"
-
-
-Workload = Union[SingleWorkload, BatchWorkload]
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    on: Args = ()
-    off: Args = ()
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """A row as written (or generated): which features are on, plus row-only settings."""
-
-    features: frozenset[str]
-    id: str | None = None
-    args: Args = ()
-    env: tuple[tuple[str, str], ...] = ()
-    workloads: tuple[Workload, ...] | None = None  # None: every workload, unchanged
-    note: str = ""
-    where: str = ""  # "rows[3]" or "generate[0]", for messages
-    line: int | None = None
-
-
-@dataclass(frozen=True)
-class KnownIssue:
-    when: frozenset[str]
-    reason: str
-    versions: SpecifierSet | None = None
-    workloads: frozenset[str] | None = None
-    min_concurrency: int | None = None
-    where: str = ""
-
-
-@dataclass(frozen=True)
-class Generator:
-    mode: str
-    features: tuple[str, ...]
-    exclude_known_issues: bool
-    template: RowSpec
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """The matrix's `server:` section: how servers are started and stopped."""
-
-    host: str = "127.0.0.1"
-    startup_timeout_s: float | None = None  # None: the engine profile's default
-    shutdown_grace_s: float = 30.0
-    gpu_release_timeout_s: float = 120.0
-    oom_retry_mem_fraction: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class PrepareStep:
-    """A command run once before the first row (e.g. SGLang's compile_deep_gemm), skipped when `creates` exists."""
-
-    run: tuple[str, ...]
-    creates: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Matrix:
-    file: str
-    name: str
-    engine: str
-    launch: tuple[str, ...]
-    model: str
-    args: Args
-    env: tuple[tuple[str, str], ...]
-    features: tuple[Feature, ...]
-    rows: tuple[RowSpec, ...]
-    generators: tuple[Generator, ...]
-    known_issues: tuple[KnownIssue, ...]
-    workloads: tuple[Workload, ...]
-    server: ServerSettings = ServerSettings()
-    prepare: tuple[PrepareStep, ...] = ()
-    api_key: str | None = None  # passed to the server and sent by the load generator; never saved
-    secrets: frozenset[str] = frozenset()  # more env/flag names whose values are masked wherever we save
-    path: Path = field(default=Path(), compare=False)
-
-    def secret_values(self) -> set[str]:
-        """Every value we must never write down: the api key, and env/args whose names look secret."""
-        from ..redact import secret_values
-
-        pairs: list[tuple[str, object]] = [*self.env, *self.args]
-        for f in self.features:
-            pairs += [*f.on, *f.off]
-        for row in self.rows:
-            pairs += [*row.env, *row.args]
-        found = secret_values(pairs, self.secrets)
-        return found | ({self.api_key} if self.api_key else set())
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
 
 
 class _Reader:
@@ -203,12 +75,31 @@ class _Reader:
             raise self.fail(container, key, path, f"expected a non-empty string, got {_kind(value)}")
         return value
 
-    def integer(self, value: Any, container: Any, key: Any, path: str, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(container, key, path, f"expected an integer >= {minimum}, got {_kind(value)}")
-        if value < minimum:
-            raise self.fail(container, key, path, f"expected an integer >= {minimum}, got {value}")
+    def number(
+        self,
+        value: Any,
+        container: Any,
+        key: Any,
+        path: str,
+        *,
+        lo: float,
+        hi: float | None = None,
+        what: str = "a number",
+        inclusive: bool = True,
+    ) -> float:
+        """A number in [lo, hi] (or (lo, hi) when not `inclusive`); `what` names it in the message."""
+        bounds = (f">= {lo:g}" if inclusive else f"> {lo:g}") if hi is None else f"between {lo:g} and {hi:g}"
+        expected = f"expected {what} {bounds}"
+        integer = what == "an integer"
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise self.fail(container, key, path, f"{expected}, got {_kind(value)}")
+        inside = lo <= value and (hi is None or value <= hi) if inclusive else lo < value and (hi is None or value < hi)
+        if not inside:
+            raise self.fail(container, key, path, f"{expected}, got {value}")
         return value
+
+    def integer(self, value: Any, container: Any, key: Any, path: str, *, minimum: int) -> int:
+        return int(self.number(value, container, key, path, lo=minimum, what="an integer"))
 
     def boolean(self, value: Any, container: Any, key: Any, path: str) -> bool:
         if not isinstance(value, bool):
@@ -385,7 +276,8 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
             top,
             "engine",
             "engine",
-            f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; expected one of: {', '.join(engines.PROFILES)}",
+            f"unknown engine '{engine}'{_suggest(engine, engines.PROFILES)}; "
+            f"expected one of: {', '.join(engines.PROFILES)}",
         )
     profile = engines.get(engine)
     r.aliases = profile.aliases
@@ -470,9 +362,7 @@ def _seconds(r: _Reader, body: LineDict, key: str, default: float | None, minimu
     value = body.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise r.fail(body, key, f"server.{key}", f"expected a number of seconds >= {minimum:g}, got {_kind(value)}")
-    return float(value)
+    return float(r.number(value, body, key, f"server.{key}", lo=minimum, what="a number of seconds"))
 
 
 def _server(r: _Reader, top: LineDict) -> ServerSettings:
@@ -489,8 +379,7 @@ def _server(r: _Reader, top: LineDict) -> ServerSettings:
         )
         for i, f in enumerate(items):
             p = f"server.oom_retry_mem_fraction[{i}]"
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
-                raise r.fail(items, i, p, f"expected a fraction between 0 and 1, got {_kind(f)}")
+            r.number(f, items, i, p, lo=0, hi=1, what="a fraction", inclusive=False)
             if fractions and f >= fractions[-1]:
                 raise r.fail(items, i, p, "expected each retry value to be lower than the one before")
             fractions.append(float(f))
@@ -554,11 +443,7 @@ def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level
 def _number(
     r: _Reader, body: LineDict, key: str, path: str, default: float, lo: float, hi: float | None = None
 ) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None and value > hi):
-        bounds = f"between {lo:g} and {hi:g}" if hi is not None else f">= {lo:g}"
-        raise r.fail(body, key, f"{path}.{key}", f"expected a number {bounds}, got {_kind(value)}")
-    return float(value)
+    return float(r.number(body.get(key, default), body, key, f"{path}.{key}", lo=lo, hi=hi))
 
 
 def _cpus(r: _Reader, body: LineDict, path: str) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from .. import engines
 from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
 from . import combinations
 from .args import Args, merge, to_argv
-from .parse import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
+from .model import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
 
 BASELINE_ID = "baseline"  # the id of a row with every feature off
 

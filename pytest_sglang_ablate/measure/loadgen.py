@@ -20,7 +20,7 @@ DONE = b"data: [DONE]"
 
 
 @dataclass
-class Record:
+class RequestRecord:
     """What the client saw of one request (perf_counter seconds)."""
 
     start: float = 0.0
@@ -31,23 +31,21 @@ class Record:
     error: str | None = None
     text: str = ""  # only with keep_text
     reasoning: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # the usage event's other fields
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-class _Response(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive connection; parses status, headers, chunked or sized bodies, and SSE events."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = b""
-        self.closed: asyncio.Future[None] | None = None
         self.reset(None, False)
 
-    def reset(self, record: Record | None, keep_text: bool) -> None:
+    def reset(self, record: RequestRecord | None, keep_text: bool) -> None:
         self.record, self.keep_text = record, keep_text
         self.state = "head"
         self.status = 0
@@ -156,9 +154,6 @@ class _Response(asyncio.Protocol):
             usage = parsed.get("usage") or {}
             record.prompt_tokens = usage.get("prompt_tokens")
             record.completion_tokens = usage.get("completion_tokens")
-            record.extra = {
-                k: v for k, v in usage.items() if k not in ("prompt_tokens", "completion_tokens", "total_tokens")
-            }
             if not parsed.get("choices"):
                 return  # the usage-only event, after the last token
         if self.keep_text:
@@ -212,17 +207,17 @@ class Client:
     def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
         self.endpoint, self.timeout_s = endpoint, timeout_s
 
-    async def _connect(self) -> _Response:
+    async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
         host, port = self.endpoint.host_port
-        _, proto = await loop.create_connection(_Response, host, port)
+        _, proto = await loop.create_connection(Connection, host, port)
         return proto
 
     async def send(
-        self, conn: _Response | None, request: bytes, keep_text: bool = False
-    ) -> tuple[Record, _Response | None]:
+        self, conn: Connection | None, request: bytes, keep_text: bool = False
+    ) -> tuple[RequestRecord, Connection | None]:
         """One request on `conn` (or a new connection); returns the record and the connection to reuse."""
-        record = Record()
+        record = RequestRecord()
         try:
             if conn is None or conn.transport is None:
                 conn = await self._connect()
@@ -261,9 +256,9 @@ async def _watch_lag(lags: list[float], stop: asyncio.Event) -> None:
 
 async def closed_loop(
     client: Client, requests: list[bytes], concurrency: int, progress: Callable[[int, int], None] | None = None
-) -> tuple[list[Record], LoopHealth]:
+) -> tuple[list[RequestRecord], LoopHealth]:
     """Keep exactly `concurrency` requests in flight until all are done; records in request order."""
-    records: list[Record | None] = [None] * len(requests)
+    records: list[RequestRecord | None] = [None] * len(requests)
     next_index = 0
     done = 0
     output_tokens = 0
@@ -326,7 +321,7 @@ def closed_loop_processes(
     concurrency: int,
     processes: int,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[Record], LoopHealth]:
+) -> tuple[list[RequestRecord], LoopHealth]:
     """The closed loop split over `processes` client processes, for loads one core cannot drive.
 
     Each process keeps its share of the concurrency in flight over its share of the requests; perf_counter is
@@ -353,8 +348,8 @@ def closed_loop_processes(
         proc.start()
         sender.close()
         children.append((proc, receiver, counters))
-    results: list[tuple[list[Record], LoopHealth]] = []
-    for proc, receiver, counters in children:
+    results: list[tuple[list[RequestRecord], LoopHealth]] = []
+    for proc, receiver, _ in children:
         while not receiver.poll(0.5):
             if progress is not None:
                 progress(sum(c[0] for _, _, c in children), sum(c[1] for _, _, c in children))

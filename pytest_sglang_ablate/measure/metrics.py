@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .loadgen import LoopHealth, Record
+from .loadgen import LoopHealth, RequestRecord
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,7 +83,7 @@ class LevelMetrics:
         return asdict(self)
 
 
-def _tokens(records: list[Record], sent_prompt_tokens: int | None) -> TokenCheck:
+def _tokens(records: list[RequestRecord], sent_prompt_tokens: int | None) -> TokenCheck:
     missing = sum(1 for r in records if r.completion_tokens is None)
     mismatch = sum(
         1
@@ -93,11 +93,11 @@ def _tokens(records: list[Record], sent_prompt_tokens: int | None) -> TokenCheck
     return TokenCheck(missing, mismatch, "server usage" if not missing else "client chunk count (usage missing)")
 
 
-def _out(r: Record) -> int:
+def _out(r: RequestRecord) -> int:
     return r.completion_tokens if r.completion_tokens is not None else len(r.chunk_times)
 
 
-def single(record: Record) -> SingleMetrics:
+def single(record: RequestRecord) -> SingleMetrics:
     first, last = record.chunk_times[0], record.chunk_times[-1]
     n = _out(record)
     tps = (n - 1) / (last - first) if n > 1 and last > first else math.nan
@@ -111,7 +111,7 @@ def single(record: Record) -> SingleMetrics:
     )
 
 
-def level(records: list[Record], concurrency: int, sent_prompt_tokens: int, health: LoopHealth) -> LevelMetrics:
+def level(records: list[RequestRecord], concurrency: int, sent_prompt_tokens: int, health: LoopHealth) -> LevelMetrics:
     ok = [r for r in records if r.ok and r.chunk_times]
     start = min(r.start for r in records)
     end = max(r.end for r in records)

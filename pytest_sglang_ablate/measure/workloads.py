@@ -1,101 +1,43 @@
 """The two workloads on a running server: TPS@1 (one streamed request) and batch throughput at one level.
 
-Each returns what was measured (figures in natural units, samples for pytest-benchmark) and the validity
-problems found; the caller records first and fails after, so nothing measured is lost.
+Each returns what was measured (`figures.Measured`: figures in natural units, samples for pytest-benchmark) and
+the validity problems found; the caller records first and fails after, so nothing measured is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
 import random
-import re
-import statistics
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
-import requests
-
-from ..matrix.parse import BatchWorkload, Level, SingleWorkload
+from ..matrix.model import BatchWorkload, Level, SingleWorkload
+from ..server import logfile
 from ..server.launch import Server
 from . import metrics
-from .loadgen import Client, Endpoint, Record, closed_loop_processes, encode
+from .cpus import pinned
+from .figures import Measured, batch_figures, single_measured
+from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Measured:
-    """One case's outcome: figures for people (extra_info) and samples for pytest-benchmark."""
-
-    group: str  # one metric per pytest-benchmark group
-    samples: list[float]  # per repetition, lower is better (seconds per token)
-    extra_info: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # why the figures are not to be trusted; the case fails
-
-
-def served_model(server: Server) -> str:
-    """The model id the server answers to (vLLM checks it; SGLang accepts any)."""
-    if server.served_model is not None:
-        return server.served_model
-    try:
-        data = requests.get(server.base_url + "/v1/models", headers=server.headers, timeout=30).json()["data"]
-        model = str(data[0]["id"])
-    except (requests.RequestException, ValueError, KeyError, IndexError):
-        model = server.row.argv[server.row.argv.index(server.profile.model_flag) + 1]
-    server.served_model = model
-    return model
 
 
 def _endpoint(server: Server) -> Endpoint:
     return Endpoint(server.base_url, server.api_key)
 
 
-def _check_server(server: Server, records: list[Record]) -> None:
+def _check_server(server: Server, records: list[RequestRecord]) -> None:
     """Failed requests that look like a dead server raise ServerDied with the cause from the log."""
     if any(r.error and not r.error.startswith("HTTP") for r in records):
         server.ensure_alive()
-
-
-def _engine_gen_throughput(server: Server, log_offset: int) -> float | None:
-    """The median of the engine's own single-request decode-speed log lines written since `log_offset`."""
-    pattern = server.profile.gen_throughput_pattern
-    if pattern is None:
-        return None
-    with open(server.log_path, "rb") as f:
-        f.seek(log_offset)
-        text = f.read().decode("utf-8", "replace")
-    values = [float(m) for m in re.findall(pattern, text)]
-    return statistics.median(values) if values else None
-
-
-@contextlib.contextmanager
-def pinned(cpus: tuple[int, ...]) -> Iterator[None]:
-    """Run the load generator on these CPUs (e.g. the core a CPU engine leaves free), then restore."""
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, set(cpus))
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run_single(server: Server, workload: SingleWorkload) -> Measured:
     """TPS@1: one streamed chat request at temperature 0, `repeat` times; the answer must contain `expect`."""
     endpoint = _endpoint(server)
     body = {
-        "model": served_model(server),
+        "model": server.model_id(),
         "messages": [{"role": "user", "content": workload.prompt}],
         "max_tokens": workload.max_tokens,
         "temperature": 0,
@@ -110,7 +52,7 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
     answer = ""
     for _ in range(workload.repeat):
         server.flush_cache()  # each repetition starts from the same (empty) cache
-        offset = server.log_path.stat().st_size
+        offset = logfile.size(server.log_path)
         with pinned(workload.client_cpus):
             record, _ = asyncio.run(client.send(None, request, keep_text=True))
         if not record.ok or not record.chunk_times:
@@ -125,7 +67,7 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
                 "(the server buffered the stream, or the client was starved of CPU: see client_cpus)"
             )
             break
-        logged = _engine_gen_throughput(server, offset)
+        logged = server.profile.logged_gen_throughput(logfile.since(server.log_path, offset))
         if logged is not None:
             engine_tps.append(logged)
         if workload.expect is not None and workload.expect not in record.text:
@@ -137,25 +79,7 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
             "the server's stream carried no usage: completion tokens were counted from chunks (set "
             "stream_options.include_usage support on the server)"
         )
-    tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
-    extra: dict[str, Any] = {"workload": workload.name, "repeat": workload.repeat}
-    if runs:
-        last = runs[-1]
-        extra.update(
-            {
-                "tps_at_1": statistics.median(tps) if tps else math.nan,
-                "tps_at_1_spread": _spread(tps) if tps else {},
-                "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
-                "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
-                "ttft_ms": statistics.median(m.ttft_ms for m in runs),
-                "e2e_ms": statistics.median(m.e2e_ms for m in runs),
-                "completion_tokens": last.completion_tokens,
-                "prompt_tokens": last.prompt_tokens,
-                "token_source": last.tokens.source,
-                "answer_tail": answer[-200:],
-            }
-        )
-    return Measured(f"single {workload.name}: s/token at concurrency 1", [1 / t for t in tps], extra, problems)
+    return single_measured(workload, runs, engine_tps, answer, problems)
 
 
 def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
@@ -166,7 +90,7 @@ def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
 
 
 def _bodies(server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int) -> list[bytes]:
-    endpoint, model = _endpoint(server), served_model(server)
+    endpoint, model = _endpoint(server), server.model_id()
     return [
         encode(
             endpoint,
@@ -197,7 +121,7 @@ def _run(
     seed: int,
     max_tokens: int,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[Record], metrics.LevelMetrics]:
+) -> tuple[list[RequestRecord], metrics.LevelMetrics]:
     bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
     processes = min(workload.client_processes, level.concurrency)
     with pinned(workload.client_cpus):
@@ -233,9 +157,8 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         def tick(done: int, out_tokens: int, rep: int = rep, began: float = began) -> None:
             if progress is not None:
                 rate = out_tokens / max(time.perf_counter() - began, 1e-9)
-                progress(
-                    f"c{level.concurrency} run {rep + 1}/{repeat}: {done}/{level.requests} requests, {rate:,.0f} output tok/s"
-                )
+                done_text = f"{done}/{level.requests} requests, {rate:,.0f} output tok/s"
+                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done_text}")
 
         _, m = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
         runs.append(m)
@@ -246,7 +169,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
-        extra_info=_batch_extra(workload, level, runs, accept),
+        extra_info=batch_figures(workload, level, runs, accept),
         problems=problems,
     )
 
@@ -265,7 +188,8 @@ def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
         )
     if m.client.cpu_fraction > workload.client_cpu_limit:
         out.append(
-            f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core (limit {workload.client_cpu_limit:.0%}): "
+            f"the load generator used {m.client.cpu_fraction:.0%} of a CPU core "
+            f"(limit {workload.client_cpu_limit:.0%}): "
             "it may have been the bottleneck, so these are not the server's numbers; raise `client_processes`"
         )
     if m.client.lag_p99_ms > workload.loop_lag_limit_ms:
@@ -274,46 +198,3 @@ def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
             f"{workload.loop_lag_limit_ms:g} ms): its timestamps are late"
         )
     return out
-
-
-def _batch_extra(
-    workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None
-) -> dict[str, Any]:
-    if not runs:
-        return {"workload": workload.name, "concurrency": level.concurrency, "requests": level.requests}
-
-    def med(f: Callable[[metrics.LevelMetrics], float]) -> float:
-        return statistics.median(f(m) for m in runs)
-
-    last = runs[-1]
-    return {
-        "workload": workload.name,
-        "concurrency": level.concurrency,
-        "requests": level.requests,
-        "repeat": len(runs),
-        "input_len": workload.input_len,
-        "output_len": workload.output_len,
-        "throughput_tok_s": med(lambda m: m.throughput_tok_s),
-        "throughput_tok_s_spread": _spread([m.throughput_tok_s for m in runs]),
-        "per_request_decode_tok_s": med(lambda m: m.per_request_decode_tok_s),
-        "output_throughput_tok_s": med(lambda m: m.output_throughput_tok_s),
-        "input_throughput_tok_s": med(lambda m: m.input_throughput_tok_s),
-        "request_throughput": med(lambda m: m.request_throughput),
-        "duration_s": med(lambda m: m.duration_s),
-        "completed": last.completed,
-        "failed": last.failed,
-        "input_tokens": last.input_tokens,
-        "output_tokens": last.output_tokens,
-        "token_source": last.tokens.source,
-        "usage_missing": last.tokens.usage_missing,
-        "prompt_mismatch": last.tokens.prompt_mismatch,
-        **{
-            f"{name}_ms_{stat}": statistics.median(getattr(getattr(m, name), stat) for m in runs)
-            for name in ("ttft", "itl", "tpot", "e2e")
-            for stat in ("mean", "p50", "p90", "p99")
-        },
-        "spec_accept_length": accept,
-        "client_cpu_fraction": last.client.cpu_fraction,
-        "client_loop_lag_p99_ms": last.client.lag_p99_ms,
-        "sources": "token counts: server usage per request; times: client clock (perf_counter)",
-    }

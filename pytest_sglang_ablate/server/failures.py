@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections import deque
 from pathlib import Path
 
 from .. import redact
 from ..engines import EngineProfile
-
-TAIL_LINES = 40
-
-
-def tail(log: Path, lines: int = TAIL_LINES) -> list[str]:
-    try:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n") for line in deque(f, maxlen=lines)]
-    except FileNotFoundError:
-        return []
+from ..errors import FailureClass
+from .logfile import TAIL_LINES, tail
 
 
-def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple[str, str]:
+def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple[FailureClass, str]:
     """(failure class, the log line that decided it); the last matching line of the most specific pattern."""
     try:
         text = log.read_text(encoding="utf-8", errors="replace")
@@ -33,13 +24,13 @@ def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple
             end = text.find("\n", found[-1].end())
             return failure_class, text[start : end if end >= 0 else len(text)].strip()
     if returncode == 2:
-        return "bad_flag", "exit code 2 (argparse's code for a bad command line)"
-    return "exited", f"exit code {returncode}"
+        return FailureClass.BAD_FLAG, "exit code 2 (argparse's code for a bad command line)"
+    return FailureClass.EXITED, f"exit code {returncode}"
 
 
 def describe(
     row_id: str,
-    failure_class: str,
+    failure_class: FailureClass,
     what: str,
     evidence: str,
     log: Path,

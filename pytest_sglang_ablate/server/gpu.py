@@ -6,8 +6,9 @@ list (sglang PR #39545). Without NVML (no GPU, or nvidia-ml-py not installed) th
 
 from __future__ import annotations
 
-import time
 from typing import Any
+
+from .poll import poll_until
 
 
 def _nvml() -> Any | None:
@@ -38,12 +39,15 @@ def holders(pids: set[int]) -> dict[int, int]:
 
 def wait_released(pids: set[int], timeout_s: float) -> dict[int, int]:
     """Poll until none of `pids` holds GPU memory; returns what is still held at the deadline (empty = released)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    held: dict[int, int] = {}
+
+    def released() -> bool:
+        nonlocal held
         held = holders(pids)
-        if not held or time.monotonic() > deadline:
-            return held
-        time.sleep(0.05)
+        return not held
+
+    poll_until(released, timeout_s)
+    return held
 
 
 def describe() -> list[dict[str, Any]]:

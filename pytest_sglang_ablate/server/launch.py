@@ -20,14 +20,12 @@ import psutil
 import requests
 
 from ..engines import EngineProfile
-from ..errors import ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
+from ..errors import FailureClass, ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
 from ..matrix.args import merge
-from ..matrix.parse import ServerSettings
+from ..matrix.model import ServerSettings
 from ..matrix.rows import Row
 from . import config_check, failures, gpu, ports
-
-POLL_S = 0.05  # readiness is noticed within about this long of the server answering
-SUPERVISOR_START_S = 30.0
+from .poll import poll_until
 
 
 @dataclass
@@ -86,25 +84,23 @@ class Server:
     def ensure_alive(self, grace_s: float = 2.0) -> None:
         """After a failed request: raise ServerDied (with the cause from the log) if the server has exited."""
         __tracebackhide__ = True
-        deadline = time.monotonic() + grace_s
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        if self.alive():
-            return
+        if poll_until(lambda: not self.alive(), grace_s):
+            message, _ = self.exit_message("the server died during a workload", FailureClass.DIED_DURING_WORKLOAD)
+            raise ServerDied(message, FailureClass.DIED_DURING_WORKLOAD)
+
+    def exit_message(self, what: str, failure_class: FailureClass | None = None) -> tuple[str, FailureClass]:
+        """Why the exited server failed, from its exit code and log: (message, class). With `failure_class`
+        given, the log's cause is named in the message and that class is reported instead."""
         self.process.wait()
         code = self.returncode()
         cause, evidence = failures.classify(self.log_path, code, self.profile)
+        if failure_class is not None:
+            what = f"{what} ({cause})"
+        reported = failure_class or cause
         message = failures.describe(
-            self.row.id,
-            "died_during_workload",
-            f"the server died during a workload ({cause})",
-            evidence,
-            self.log_path,
-            code,
-            self.profile,
-            self.secrets,
+            self.row.id, reported, what, evidence, self.log_path, code, self.profile, self.secrets
         )
-        raise ServerDied(message, "died_during_workload")
+        return message, reported
 
     def report(self) -> dict[str, Any]:
         """The server's own report of its config (the first info endpoint that answers), or {} without one."""
@@ -116,6 +112,16 @@ class Server:
             except (requests.RequestException, ValueError):
                 continue
         return {}
+
+    def model_id(self) -> str:
+        """The model id the server answers to (vLLM checks it; SGLang accepts any), asked once."""
+        if self.served_model is None:
+            try:
+                data = requests.get(self.base_url + "/v1/models", headers=self.headers, timeout=30).json()["data"]
+                self.served_model = str(data[0]["id"])
+            except (requests.RequestException, ValueError, KeyError, IndexError):
+                self.served_model = self.row.argv[self.row.argv.index(self.profile.model_flag) + 1]
+        return self.served_model
 
     def flush_cache(self) -> bool:
         """Empty the server's prefix cache between measured levels, where the engine can."""
@@ -159,7 +165,7 @@ class Server:
         self.stopped = StopReport(time.monotonic() - start, sorted(p for p in recorded if p > 0))
         if problems:
             raise TeardownError(
-                f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}", "teardown"
+                f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}"
             )
         return self.stopped
 
@@ -185,12 +191,11 @@ def _kill_all(recorded: dict[int, float]) -> None:
 
 
 def _wait_gone(recorded: dict[int, float], timeout_s: float) -> set[int]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alive = {pid for pid, created in recorded.items() if pid > 0 and _same_process(pid, created)}
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(POLL_S)
+    def alive() -> set[int]:
+        return {pid for pid, created in recorded.items() if pid > 0 and _same_process(pid, created)}
+
+    poll_until(lambda: not alive(), timeout_s)
+    return alive()
 
 
 def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -219,7 +224,7 @@ def start(
         try:
             server = _start_once(row, profile, settings, log_dir, fraction, attempt, api_key, secrets)
         except ServerLaunchError as e:
-            if e.failure_class != "oom" or attempt == len(fractions) - 1:
+            if e.failure_class is not FailureClass.OOM or attempt == len(fractions) - 1:
                 raise
             continue
         server.mem_fraction_static = fraction
@@ -300,47 +305,40 @@ def _start_once(
 
 
 def _wait_ready(server: Server, began: float) -> None:
+    """Poll the health endpoint until it answers 200; raise at once if the server exits, or at the deadline."""
     __tracebackhide__ = True
-    profile, settings = server.profile, server.settings
-    timeout = settings.startup_timeout_s or profile.default_startup_timeout_s
-    deadline = began + timeout
+    profile = server.profile
+    timeout = server.settings.startup_timeout_s or profile.default_startup_timeout_s
     url = server.base_url + profile.health_path
     session = requests.Session()
-    while True:
+
+    def ready_or_gone() -> bool:
         if not server.alive():
-            server.process.wait()
-            code = server.returncode()
-            cause, evidence = failures.classify(server.log_path, code, profile)
-            message = failures.describe(
-                server.row.id,
-                cause,
-                "the server exited during startup",
-                evidence,
-                server.log_path,
-                code,
-                profile,
-                server.secrets,
-            )
-            raise ServerLaunchError(message, cause)
+            return True
         try:
             if session.get(url, timeout=(0.5, 5)).status_code == 200:
                 server.ready_at = time.time()
-                return
+                return True
         except requests.RequestException:
             pass
-        if time.monotonic() > deadline:
-            message = failures.describe(
-                server.row.id,
-                "startup_timeout",
-                f"no healthy answer from {url} within {timeout:.0f} s",
-                "",
-                server.log_path,
-                None,
-                profile,
-                server.secrets,
-            )
-            raise ServerStartTimeout(message, "startup_timeout")
-        time.sleep(POLL_S)
+        return False
+
+    if poll_until(ready_or_gone, began + timeout - time.monotonic()) and server.ready_at:
+        return
+    if not server.alive():
+        message, cause = server.exit_message("the server exited during startup")
+        raise ServerLaunchError(message, cause)
+    message = failures.describe(
+        server.row.id,
+        FailureClass.STARTUP_TIMEOUT,
+        f"no healthy answer from {url} within {timeout:.0f} s",
+        "",
+        server.log_path,
+        None,
+        profile,
+        server.secrets,
+    )
+    raise ServerStartTimeout(message, FailureClass.STARTUP_TIMEOUT)
 
 
 def _check_config(server: Server, requested: Any) -> None:
@@ -362,7 +360,7 @@ def _check_config(server: Server, requested: Any) -> None:
     if check.differences:
         message = failures.describe(
             server.row.id,
-            "config_drift",
+            FailureClass.CONFIG_DRIFT,
             "the server runs a different config than the row asked for",
             "; ".join(check.differences),
             server.log_path,
@@ -370,4 +368,4 @@ def _check_config(server: Server, requested: Any) -> None:
             profile,
             server.secrets,
         )
-        raise ServerLaunchError(message, "config_drift")
+        raise ServerLaunchError(message, FailureClass.CONFIG_DRIFT)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 from collections.abc import Callable, Iterable
+
+from .poll import poll_until
 
 PORT_RANGE = (20000, 60000)
 
@@ -33,9 +34,4 @@ def choose(host: str, extra: Callable[[int], Iterable[int]], rng: random.Random 
 
 
 def wait_free(host: str, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not is_free(host, port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return poll_until(lambda: is_free(host, port), timeout_s, interval_s=0.02)

@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 
+from .poll import poll_until
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.02
@@ -132,12 +134,8 @@ class Supervisor:
             os.killpg(self.server_pid, signal.SIGTERM)  # the server's own group, even if its leader is gone
         except (ProcessLookupError, PermissionError):
             pass
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
-            self.reap()
-            if not self.descendants():
-                return []
-            time.sleep(POLL_S)
+        if poll_until(self.tree_gone, self.grace, POLL_S):
+            return []
         for p in self.descendants():
             try:
                 p.kill()
@@ -147,14 +145,13 @@ class Supervisor:
             os.killpg(self.server_pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.reap()
-            alive = self.descendants()
-            if not alive:
-                return []
-            time.sleep(POLL_S)
-        return [p.pid for p in alive]
+        if poll_until(self.tree_gone, 10, POLL_S):
+            return []
+        return [p.pid for p in self.descendants()]
+
+    def tree_gone(self) -> bool:
+        self.reap()
+        return not self.descendants()
 
 
 def main(argv: list[str] | None = None) -> int:

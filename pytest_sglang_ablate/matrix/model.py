@@ -1,0 +1,153 @@
+"""The matrix as plain records: what `parse` makes of a matrix file, and what the later stages read.
+
+Frozen dataclasses: rows compare by value, and pytest caches the server fixture by parameter equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+
+from .args import Args
+
+
+@dataclass(frozen=True)
+class Level:
+    concurrency: int
+    requests: int
+    repeat: int | None = None  # None: the workload's `repeat`
+
+
+@dataclass(frozen=True)
+class SingleWorkload:
+    name: str
+    prompt: str
+    expect: str | None = None
+    max_tokens: int = 2048
+    repeat: int = 1
+    request_timeout: float = 600.0
+    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
+    kind: str = "single"
+
+
+@dataclass(frozen=True)
+class BatchWorkload:
+    name: str
+    input_len: int
+    output_len: int
+    levels: tuple[Level, ...]
+    warmup: Level | None = None
+    seed: int = 0
+    repeat: int = 1
+    cold_start_burst: bool = True  # a short discarded burst at the level's own concurrency before measuring
+    max_failed: float = 0.0  # the fraction of failed requests that still gives a valid level
+    token_ids: tuple[int, int] = (100, 1000)  # prompts are random token ids in [lo, hi): inside any real vocabulary
+    token_tolerance: float = 0.0  # the fraction of requests allowed to lack usage or disagree on prompt length
+    request_timeout: float = 600.0
+    client_cpu_limit: float = 0.9  # the load generator's CPU share of one core above which it may be the bottleneck
+    loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
+    client_processes: int = 1  # load-generator processes, for loads one core cannot drive
+    client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
+    kind: str = "batch"
+
+
+Workload = SingleWorkload | BatchWorkload
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    on: Args = ()
+    off: Args = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A row as written (or generated): which features are on, plus row-only settings."""
+
+    features: frozenset[str]
+    id: str | None = None
+    args: Args = ()
+    env: tuple[tuple[str, str], ...] = ()
+    workloads: tuple[Workload, ...] | None = None  # None: every workload, unchanged
+    note: str = ""
+    where: str = ""  # "rows[3]" or "generate[0]", for messages
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    when: frozenset[str]
+    reason: str
+    versions: SpecifierSet | None = None
+    workloads: frozenset[str] | None = None
+    min_concurrency: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Generator:
+    mode: str
+    features: tuple[str, ...]
+    exclude_known_issues: bool
+    template: RowSpec
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The matrix's `server:` section: how servers are started and stopped."""
+
+    host: str = "127.0.0.1"
+    startup_timeout_s: float | None = None  # None: the engine profile's default
+    shutdown_grace_s: float = 30.0
+    gpu_release_timeout_s: float = 120.0
+    oom_retry_mem_fraction: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class PrepareStep:
+    """A command run once before the first row (e.g. SGLang's compile_deep_gemm), skipped when `creates` exists."""
+
+    run: tuple[str, ...]
+    creates: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Matrix:
+    file: str
+    name: str
+    engine: str
+    launch: tuple[str, ...]
+    model: str
+    args: Args
+    env: tuple[tuple[str, str], ...]
+    features: tuple[Feature, ...]
+    rows: tuple[RowSpec, ...]
+    generators: tuple[Generator, ...]
+    known_issues: tuple[KnownIssue, ...]
+    workloads: tuple[Workload, ...]
+    server: ServerSettings = ServerSettings()
+    prepare: tuple[PrepareStep, ...] = ()
+    api_key: str | None = None  # passed to the server and sent by the load generator; never saved
+    secrets: frozenset[str] = frozenset()  # more env/flag names whose values are masked wherever we save
+    path: Path = field(default=Path(), compare=False)
+
+    def secret_values(self) -> set[str]:
+        """Every value we must never write down: the api key, and env/args whose names look secret."""
+        from ..redact import secret_values
+
+        pairs: list[tuple[str, object]] = [*self.env, *self.args]
+        for f in self.features:
+            pairs += [*f.on, *f.off]
+        for row in self.rows:
+            pairs += [*row.env, *row.args]
+        found = secret_values(pairs, self.secrets)
+        return found | ({self.api_key} if self.api_key else set())
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)

@@ -1,0 +1,101 @@
+"""A case's figures as people and pytest-benchmark read them: `Measured`, with each figure's source.
+
+docs/metrics.md defines every key written here.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..matrix.model import BatchWorkload, Level, SingleWorkload
+from . import metrics
+
+
+@dataclass
+class Measured:
+    """One case's outcome: figures for people (extra_info) and samples for pytest-benchmark."""
+
+    group: str  # one metric per pytest-benchmark group
+    samples: list[float]  # per repetition, lower is better (seconds per token)
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # why the figures are not to be trusted; the case fails
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def single_measured(
+    workload: SingleWorkload,
+    runs: list[metrics.SingleMetrics],
+    engine_tps: list[float],
+    answer: str,
+    problems: list[str],
+) -> Measured:
+    """TPS@1 over the repetitions (median and spread), with the engine's own logged figure beside it."""
+    tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
+    extra: dict[str, Any] = {"workload": workload.name, "repeat": workload.repeat}
+    if runs:
+        last = runs[-1]
+        extra.update(
+            {
+                "tps_at_1": statistics.median(tps) if tps else math.nan,
+                "tps_at_1_spread": spread(tps) if tps else {},
+                "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
+                "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
+                "ttft_ms": statistics.median(m.ttft_ms for m in runs),
+                "e2e_ms": statistics.median(m.e2e_ms for m in runs),
+                "completion_tokens": last.completion_tokens,
+                "prompt_tokens": last.prompt_tokens,
+                "token_source": last.tokens.source,
+                "answer_tail": answer[-200:],
+            }
+        )
+    return Measured(f"single {workload.name}: s/token at concurrency 1", [1 / t for t in tps], extra, problems)
+
+
+def batch_figures(
+    workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None
+) -> dict[str, Any]:
+    if not runs:
+        return {"workload": workload.name, "concurrency": level.concurrency, "requests": level.requests}
+
+    def med(f: Callable[[metrics.LevelMetrics], float]) -> float:
+        return statistics.median(f(m) for m in runs)
+
+    last = runs[-1]
+    return {
+        "workload": workload.name,
+        "concurrency": level.concurrency,
+        "requests": level.requests,
+        "repeat": len(runs),
+        "input_len": workload.input_len,
+        "output_len": workload.output_len,
+        "throughput_tok_s": med(lambda m: m.throughput_tok_s),
+        "throughput_tok_s_spread": spread([m.throughput_tok_s for m in runs]),
+        "per_request_decode_tok_s": med(lambda m: m.per_request_decode_tok_s),
+        "output_throughput_tok_s": med(lambda m: m.output_throughput_tok_s),
+        "input_throughput_tok_s": med(lambda m: m.input_throughput_tok_s),
+        "request_throughput": med(lambda m: m.request_throughput),
+        "duration_s": med(lambda m: m.duration_s),
+        "completed": last.completed,
+        "failed": last.failed,
+        "input_tokens": last.input_tokens,
+        "output_tokens": last.output_tokens,
+        "token_source": last.tokens.source,
+        "usage_missing": last.tokens.usage_missing,
+        "prompt_mismatch": last.tokens.prompt_mismatch,
+        **{
+            f"{name}_ms_{stat}": statistics.median(getattr(getattr(m, name), stat) for m in runs)
+            for name in ("ttft", "itl", "tpot", "e2e")
+            for stat in ("mean", "p50", "p90", "p99")
+        },
+        "spec_accept_length": accept,
+        "client_cpu_fraction": last.client.cpu_fraction,
+        "client_loop_lag_p99_ms": last.client.lag_p99_ms,
+        "sources": "token counts: server usage per request; times: client clock (perf_counter)",
+    }
