@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pytest_sglang_ablate.report import markdown as report
+from pytest_sglang_ablate.results.record import CaseResult
 
 SEED = Path(__file__).parent / "data" / "seed"
 FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention"]
@@ -17,7 +18,7 @@ NOTES = {
 }
 
 
-def seed_records() -> list[dict[str, Any]]:
+def seed_records() -> list[CaseResult]:
     """What results.jsonl would hold had the plugin run the seed page's ablation."""
     out = []
     for kind, name in (("single", "single_query.csv"), ("batch", "offline_batch.csv")):
@@ -40,25 +41,26 @@ def seed_records() -> list[dict[str, Any]]:
                     else None
                 )
                 out.append(
-                    {
-                        "matrix": "r1",
-                        "case": f"{kind}-{i}",
-                        "kind": kind,
-                        "workload": kind,
-                        "features": on,
-                        "concurrency": int(s["concurrency"]) if kind == "batch" and s["concurrency"] else None,
-                        "requests": int(s["total_req"]) if kind == "batch" and s["total_req"] else None,
-                        "outcome": "passed" if ran else "error",
-                        "failure_class": cls,
-                        "message": message,
-                        "figures": figures,
-                    }
+                    CaseResult(
+                        matrix="r1",
+                        case=f"{kind}-{i}",
+                        row="+".join(on),
+                        kind=kind,
+                        workload=kind,
+                        features=tuple(on),
+                        concurrency=int(s["concurrency"]) if kind == "batch" and s["concurrency"] else None,
+                        requests=int(s["total_req"]) if kind == "batch" and s["total_req"] else None,
+                        outcome="passed" if ran else "error",
+                        failure_class=cls,
+                        message=message,
+                        figures=figures,
+                    )
                 )
     return out
 
 
 def test_report_reproduces_the_seed_pages_two_tables() -> None:
-    text = report.render("r1", FEATURES, seed_records(), {"engine": "sglang 0.4.3.post2"})
+    text = report.render("r1", FEATURES, seed_records(), {"engine": "sglang 0.4.3.post2"}).text
     single = text.split("## Single query")[1].split("## Offline batch")[0]
     batch = text.split("## Offline batch")[1].split("Notes:")[0]
     lines = [ln for ln in single.splitlines() if ln.startswith("| yes") or ln.startswith("| no")]
@@ -76,7 +78,7 @@ def test_report_reproduces_the_seed_pages_two_tables() -> None:
 
 
 def test_attribution_compares_rows_that_differ_in_one_feature() -> None:
-    text = report.render("r1", FEATURES, seed_records(), {})
+    text = report.render("r1", FEATURES, seed_records(), {}).text
     table = text.split("## What each feature bought")[1].split("##")[0]
     # flashinfer_mla on vs off with torch compile, graph and radix cache: 33.6 / 37.0
     assert "| flashinfer_mla | single: TPS@1" in table and "0.91x" in table
@@ -85,11 +87,11 @@ def test_attribution_compares_rows_that_differ_in_one_feature() -> None:
 def test_baseline_comparison_lists_regressions_first() -> None:
     now = seed_records()
     before = [
-        dict(r, figures=dict(r["figures"], tps_at_1=r["figures"]["tps_at_1"] * 1.25)) if r["case"] == "single-0" else r
+        replace(r, figures={**r.figures, "tps_at_1": r.figures["tps_at_1"] * 1.25}) if r.case == "single-0" else r
         for r in now
-        if r["figures"] is not None
+        if r.figures is not None
     ]
-    text = report.render("r1", FEATURES, now, {}, baseline=before)
+    text = report.render("r1", FEATURES, now, {}, baseline=before).text
     table = text.split("## Against the baseline")[1]
     first = next(ln for ln in table.splitlines() if ln.startswith("| ") and "Case" not in ln and "---" not in ln)
     assert first.startswith("| single-0") and "regression" in first and "0.800" in first
@@ -98,8 +100,7 @@ def test_baseline_comparison_lists_regressions_first() -> None:
 def test_plots_render_from_the_seed_results(tmp_path: Path) -> None:
     from pytest_sglang_ablate.report import plots
 
-    records = [dict(r, row="+".join(r["features"])) for r in seed_records()]
-    written = plots.render(records, tmp_path, "r1")
+    written = plots.render(seed_records(), tmp_path, "r1")
     assert [p.name for p in written] == ["throughput.png", "tradeoff.png"]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from matrices import TINY, write
 
-from pytest_sglang_ablate.matrix.parse import BatchWorkload, load_matrix
+from pytest_sglang_ablate.matrix.model import BatchWorkload
+from pytest_sglang_ablate.matrix.parse import load_matrix
 from pytest_sglang_ablate.matrix.rows import expand
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .matrix.parse import BatchWorkload, SingleWorkload
-from .matrix.rows import Case
-from .measure.workloads import Measured, run_batch, run_single
-from .server.launch import Server
+from ..matrix.model import BatchWorkload, SingleWorkload
+from ..matrix.rows import Case
+from ..measure.figures import Measured
+from ..measure.workloads import run_batch, run_single
+from ..server.launch import Server
 
 
 def test_single(sglang_server: Server, ablate_case: Case, ablate_record: Callable[[Measured], None]) -> None:

@@ -1,27 +1,23 @@
 """report.md from the results: the seed page's two tables, footnotes for what did not run, what each feature
-bought, and the comparison with a baseline run. Reads records only; launches nothing."""
+bought, and the comparison with a baseline run; `write` puts it (and the plots) in the results directory.
+Reads records only; launches nothing."""
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-Record = dict[str, Any]
-RAN = ("passed",)
-NOT_RUN = ("failed", "error", "xfailed")
-
-
-def latest(records: list[Record], matrix: str) -> list[Record]:
-    """The last record of each case of this matrix (a resumed or repeated run overrides earlier ones)."""
-    by_case: dict[str, Record] = {}
-    for r in records:
-        if r.get("matrix") == matrix:
-            by_case[r["case"]] = r
-    return list(by_case.values())
+from .. import redact
+from ..matrix.model import Matrix
+from ..results.record import CaseResult
+from . import plots
 
 
 class Notes:
@@ -36,19 +32,19 @@ class Notes:
         return f"[{self.items.index(text) + 1}]"
 
 
-def _why(r: Record) -> str:
-    if r.get("failure_class"):
-        return f"{r['failure_class']}: {r.get('message') or ''}".strip()
-    if r["outcome"] == "xpassed" or "XPASS" in (r.get("message") or ""):
-        return f"ran, although a known issue says it should not: {r.get('known_issue')} (the rule is stale)"
-    return str(r.get("message") or r["outcome"])
+def _why(r: CaseResult) -> str:
+    if r.failure_class:
+        return f"{r.failure_class}: {r.message or ''}".strip()
+    if r.outcome == "xpassed" or "XPASS" in (r.message or ""):
+        return f"ran, although a known issue says it should not: {r.known_issue} (the rule is stale)"
+    return str(r.message or r.outcome)
 
 
-def _runnable(r: Record, notes: Notes) -> str:
-    if r["outcome"] == "passed":
+def _runnable(r: CaseResult, notes: Notes) -> str:
+    if r.outcome == "passed":
         return "yes"
-    if r["outcome"] == "xfailed":
-        return f"no {notes.ref('known issue: ' + str(r.get('known_issue')))}"
+    if r.outcome == "xfailed":
+        return f"no {notes.ref('known issue: ' + str(r.known_issue))}"
     return f"no {notes.ref(_why(r))}"
 
 
@@ -56,13 +52,13 @@ def _num(value: Any, digits: int = 2) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def single_table(records: list[Record], features: list[str], notes: Notes) -> str:
+def single_table(records: list[CaseResult], features: list[str], notes: Notes) -> str:
     rows = []
     for r in records:
-        if r["kind"] != "single":
+        if r.kind != "single":
             continue
-        figures = r.get("figures") or {}
-        on = set(r["features"])
+        figures = r.figures or {}
+        on = set(r.features)
         rows.append(
             [_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]]
         )
@@ -73,21 +69,21 @@ def single_table(records: list[Record], features: list[str], notes: Notes) -> st
     )
 
 
-def batch_table(records: list[Record], notes: Notes) -> str:
+def batch_table(records: list[CaseResult], notes: Notes) -> str:
     rows = []
     for r in records:
-        if r["kind"] != "batch":
+        if r.kind != "batch":
             continue
-        figures = r.get("figures") or {}
+        figures = r.figures or {}
         config = figures.get("effective_config") or {}
         rows.append(
             [
                 _runnable(r, notes),
-                ", ".join(r["features"]) or "(none)",
-                r.get("concurrency"),
+                ", ".join(r.features) or "(none)",
+                r.concurrency,
                 _num(figures.get("throughput_tok_s")),
                 _num(figures.get("per_request_decode_tok_s")),
-                r.get("requests"),
+                r.requests,
                 config.get("max_running_requests", ""),
             ]
         )
@@ -103,22 +99,22 @@ def batch_table(records: list[Record], notes: Notes) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no batch cases)"
 
 
-def _headline(r: Record) -> tuple[str, float] | None:
-    figures = r.get("figures") or {}
-    key = "tps_at_1" if r["kind"] == "single" else "throughput_tok_s"
+def _headline(r: CaseResult) -> tuple[str, float] | None:
+    figures = r.figures or {}
+    key = "tps_at_1" if r.kind == "single" else "throughput_tok_s"
     value = figures.get(key)
-    if r["outcome"] != "passed" or not isinstance(value, (int, float)) or math.isnan(value):
+    if r.outcome != "passed" or not isinstance(value, (int, float)) or math.isnan(value):
         return None
     return key, float(value)
 
 
-def attribution(records: list[Record], features: list[str]) -> str:
+def attribution(records: list[CaseResult], features: list[str]) -> str:
     """For each feature: the ratio of each headline metric between rows that differ only in that feature."""
     by_key: dict[tuple[frozenset[str], str, Any], float] = {}
     for r in records:
         h = _headline(r)
         if h is not None:
-            by_key[(frozenset(r["features"]), r["workload"], r.get("concurrency"))] = h[1]
+            by_key[(frozenset(r.features), r.workload, r.concurrency)] = h[1]
     table = []
     for f in features:
         ratios: dict[tuple[str, Any], list[float]] = defaultdict(list)
@@ -146,22 +142,22 @@ def attribution(records: list[Record], features: list[str]) -> str:
     )
 
 
-def compare(records: list[Record], baseline: list[Record]) -> str:
+def compare(records: list[CaseResult], baseline: list[CaseResult]) -> str:
     """Each case's headline metric against the baseline run's, regressions first; the band is the two runs'
     own spread (min-max over repetitions), so a change inside it is noise."""
-    base = {r["case"]: r for r in baseline}
+    base = {r.case: r for r in baseline}
     rows = []
     for r in records:
-        b = base.get(r["case"])
+        b = base.get(r.case)
         now, then = _headline(r), _headline(b) if b else None
-        if now is None or then is None:
+        if now is None or then is None or b is None:
             continue
         ratio = now[1] / then[1]
         spread_key = f"{now[0]}_spread"
-        bands = [x.get("figures", {}).get(spread_key) or {} for x in (r, b)]  # type: ignore[union-attr]
+        bands = [(x.figures or {}).get(spread_key) or {} for x in (r, b)]
         noise = max(((s.get("max", 0) - s.get("min", 0)) / s["median"] for s in bands if s.get("median")), default=0.0)
         verdict = "regression" if ratio < 1 - noise else "improvement" if ratio > 1 + noise else "within noise"
-        rows.append([r["case"], now[0], _num(then[1]), _num(now[1]), f"{ratio:.3f}", f"±{noise:.1%}", verdict])
+        rows.append([r.case, now[0], _num(then[1]), _num(now[1]), f"{ratio:.3f}", f"±{noise:.1%}", verdict])
     rows.sort(key=lambda row: float(row[4]))
     if not rows:
         return "(no case measured in both runs)"
@@ -173,21 +169,25 @@ def compare(records: list[Record], baseline: list[Record]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Report:
+    text: str  # the whole of report.md
+    brief: str  # the outcome line, the two tables and their notes: what the terminal summary shows
+
+
 def render(
     name: str,
     features: list[str],
-    records: list[Record],
+    records: list[CaseResult],
     environment: dict[str, Any],
-    baseline: list[Record] | None = None,
-) -> str:
+    baseline: list[CaseResult] | None = None,
+) -> Report:
     notes = Notes()
     single, batch = single_table(records, features, notes), batch_table(records, notes)
     outcomes: dict[str, int] = defaultdict(int)
     for r in records:
-        outcomes[r["outcome"]] += 1
-    parts = [
-        f"# Ablation report: {name}",
-        "",
+        outcomes[r.outcome] += 1
+    brief = [
         ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + f" ({len(records)} cases)",
         "",
         "## Single query (TPS@1, tokens/s of one request)",
@@ -200,7 +200,8 @@ def render(
         "",
     ]
     if notes.items:
-        parts += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
+        brief += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
+    parts = [f"# Ablation report: {name}", "", *brief]
     parts += ["## What each feature bought", "", attribution(records, features), ""]
     if baseline is not None:
         parts += ["## Against the baseline", "", compare(records, baseline), ""]
@@ -209,6 +210,39 @@ def render(
         "",
         *[f"- {k}: {v}" for k, v in environment.items()],
         "",
-        "Figures and their sources: docs/metrics.md (token counts from the server's usage, times from the client's clock).",
+        "Figures and their sources: docs/metrics.md "
+        "(token counts from the server's usage, times from the client's clock).",
     ]
-    return "\n".join(parts) + "\n"
+    return Report("\n".join(parts) + "\n", "\n".join(brief).rstrip())
+
+
+def write(
+    matrix: Matrix,
+    records: list[CaseResult],
+    out_dir: Path,
+    expected_version: str | None,
+    gpus: list[dict[str, Any]],
+    secrets: set[str],
+    baseline: list[CaseResult] | None = None,
+) -> tuple[Report, Path] | None:
+    """report.md (and the plots) in `out_dir` from every record of this matrix; None when there are none."""
+    if not records:
+        return None
+    served = sorted({str(v) for r in records if (v := (r.figures or {}).get("engine_version"))})
+    version = ", ".join(served) or expected_version or "(version unknown)"
+    environment = {
+        "matrix": matrix.file,
+        "engine": f"{matrix.engine} {version}" + (" (as the servers reported it)" if served else ""),
+        "model": matrix.model,
+        "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpus) or "none seen",
+        "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    report = render(matrix.name, list(matrix.feature_names), records, environment, baseline)
+    text = redact.text(report.text, secrets)
+    pngs = plots.render(records, out_dir, matrix.name)
+    if pngs:
+        text += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+    path = out_dir / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return Report(text, redact.text(report.brief, secrets)), path

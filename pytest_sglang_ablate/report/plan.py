@@ -7,7 +7,8 @@ from collections import OrderedDict
 
 from tabulate import tabulate
 
-from .. import engines
+from .. import engines, redact
+from ..matrix.prepare import Prepared
 from ..matrix.rows import Case, Row
 
 COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
@@ -78,3 +79,14 @@ def _command(row: Row, launch: tuple[str, ...]) -> str:
     """The args after the launch prefix, with the row's environment in front as a shell would show it."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in row.env)
     return f"{env} {shlex.join(row.argv[len(launch) :])}".strip()
+
+
+def show(prepared: Prepared, cases: list[Case], secrets: set[str]) -> str:
+    """The whole plan as --ablate-plan prints it: the table, the engine's warnings and the summary line."""
+    if not cases:
+        return "no cases selected"
+    matrix, probe = prepared.ablation.matrix, prepared.probe
+    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected)]
+    lines += [f"{matrix.engine} {probe.version} warns: {w}" for w in engine_warnings(cases, probe.warnings)]
+    lines.append(summary(cases))
+    return redact.text("\n".join(lines), secrets)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
-Record = dict[str, Any]
+from ..results.record import CaseResult
 
 
 def available() -> bool:
@@ -22,26 +21,24 @@ def available() -> bool:
     return True
 
 
-def _series(records: list[Record]) -> dict[str, list[tuple[int, float, float]]]:
+def _series(records: list[CaseResult]) -> dict[str, list[tuple[int, float, float]]]:
     """Row -> [(concurrency, throughput, per-request decode)] of its measured batch levels, by concurrency."""
     out: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for r in records:
-        f = r.get("figures") or {}
+        f = r.figures or {}
         value = f.get("throughput_tok_s")
         if (
-            r["kind"] == "batch"
-            and r["outcome"] == "passed"
-            and r.get("concurrency")
+            r.kind == "batch"
+            and r.outcome == "passed"
+            and r.concurrency
             and isinstance(value, float)
             and value == value
         ):
-            out[r["row"]].append(
-                (int(r["concurrency"]), float(f["throughput_tok_s"]), float(f["per_request_decode_tok_s"]))
-            )
+            out[r.row].append((int(r.concurrency), float(f["throughput_tok_s"]), float(f["per_request_decode_tok_s"])))
     return {row: sorted(points) for row, points in out.items()}
 
 
-def render(records: list[Record], out_dir: Path, title: str) -> list[Path]:
+def render(records: list[CaseResult], out_dir: Path, title: str) -> list[Path]:
     """Write the plots; returns their paths (none when matplotlib is missing or nothing was measured)."""
     series = _series(records)
     if not series or not available():

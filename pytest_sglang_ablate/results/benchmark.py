@@ -2,7 +2,8 @@
 
 Each entry is a `pytest_benchmark.stats.Metadata` fed with our samples, appended to the benchmark session's list,
 so the table, --benchmark-json/-save and --benchmark-compare(-fail) treat it like any other benchmark
-(reference/pytest-mechanics.md section 2). Samples are lower-is-better seconds per token: OPS then reads tokens/s.
+(docs/results.md). Samples are lower-is-better seconds per token: OPS then reads tokens/s. `provenance` puts
+beside the figures where they came from: the row, the server's argv and effective config, the engine version.
 """
 
 from __future__ import annotations
@@ -12,14 +13,34 @@ from typing import Any
 
 from pytest_benchmark.stats import Metadata
 
+from .. import redact
+from ..measure.figures import Measured
+from ..server.launch import Server
 
-def stable_fullname(nodeid: str) -> str:
+
+def stable_nodeid(nodeid: str) -> str:
     """xdist --dist loadgroup appends "@group" to node ids; history must key on the same name with or without it."""
     return nodeid.split("@")[0]
 
 
+def provenance(server: Server, measured: Measured, secrets: set[str]) -> dict[str, Any]:
+    """A case's figures with where they came from; what pytest-benchmark keeps as extra_info (secrets masked)."""
+    extra = {
+        "row": server.row.id,
+        "features": list(server.row.features),
+        **measured.extra_info,
+        "engine": server.profile.name,
+        "engine_version": server.version,
+        "server_argv": server.argv,
+        "effective_config": server.info,
+        "unverified_flags": server.unverified,
+        "mem_fraction_static_retry": server.mem_fraction_static,
+    }
+    return dict(redact.data(extra, secrets))
+
+
 def entry(nodeid: str, group: str, samples: list[float], extra_info: dict[str, Any]) -> Any:
-    fullname = stable_fullname(nodeid)
+    fullname = stable_nodeid(nodeid)
     param = fullname[fullname.index("[") + 1 : -1] if fullname.endswith("]") else ""
     owner = SimpleNamespace(
         name=fullname.split("::")[-1],

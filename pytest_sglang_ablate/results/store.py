@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
-from typing import Any
 
 from .. import redact
+from .record import CaseResult
 
 RESULTS = "results.jsonl"
-FAILURE_CLASS = re.compile(
-    r"\[(bad_flag|port_in_use|oom|graph_capture|crash|startup_timeout|config_drift|died_during_workload|exited|teardown)\]"
-)
 DONE_OUTCOMES = ("passed", "xfailed")  # what --ablate-resume does not measure again
-
-
-def failure_class(longrepr: str) -> str | None:
-    """The class our server errors put in brackets ("... [oom]"), if the failure came from the server."""
-    found = FAILURE_CLASS.search(longrepr)
-    return found.group(1) if found else None
 
 
 class Store:
@@ -40,35 +30,38 @@ class Store:
     def path(self) -> Path:
         return self.dir / RESULTS
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, result: CaseResult) -> None:
         """One line, flushed and fsynced: it survives a kill -9 of pytest right after."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(redact.data(record, self.secrets), default=str, ensure_ascii=False)
+        line = json.dumps(redact.data(result.to_json(), self.secrets), default=str, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
 
-    def load(self) -> list[dict[str, Any]]:
-        """Every complete record; a line cut short by a kill is skipped."""
+    def load(self) -> list[CaseResult]:
+        """Every complete record; a line cut short by a kill (or not a record at all) is skipped."""
         if not self.path.exists():
             return []
         out = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                out.append(CaseResult.from_json(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, AttributeError):
                 continue
         return out
+
+    def latest(self, matrix: str) -> list[CaseResult]:
+        """The last record of each case of this matrix (a resumed or repeated run overrides earlier ones)."""
+        by_case = {r.case: r for r in self.load() if r.matrix == matrix}
+        return list(by_case.values())
 
     def done(self, matrix: str, version: str | None) -> set[str]:
         """Case ids already measured for this matrix and engine version."""
         return {
-            r["case"]
+            r.case
             for r in self.load()
-            if r.get("matrix") == matrix
-            and r.get("engine_version_expected") == version
-            and r.get("outcome") in DONE_OUTCOMES
+            if r.matrix == matrix and r.engine_version_expected == version and r.outcome in DONE_OUTCOMES
         }
 
     def mask_log(self, log: Path) -> None:

@@ -1,0 +1,90 @@
+"""Part of the pytest adapter: the fixtures. `sglang_server` is one row's server, launched once and shared by the
+row's cases; `ablate_record` keeps a case's figures with their provenance; `ablate_progress` shows a live line
+while a level runs. plugin.py imports them, so pytest finds them in the
+plugin's namespace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .state import MEASURED, STATE, param
+
+if TYPE_CHECKING:
+    from ..measure.figures import Measured
+    from ..server.launch import Server
+
+
+@pytest.fixture(scope="session")
+def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The server of the current matrix row: launched once per row, shared by all of the row's tests, and
+    stopped (with every process it started) before the next row's server starts. A launch failure is raised
+    once and reported by every case of the row."""
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
+    from .. import engines
+    from ..server.launch import start
+
+    matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
+    state.setup.ensure()  # the matrix's prepare steps, once; a failure fails every row
+    try:
+        server = start(
+            row, engines.get(matrix.engine), matrix.server, store.logs, matrix.api_key, frozenset(state.secrets)
+        )
+    finally:
+        for log in store.logs.glob(f"{row.id}*.log"):
+            store.mask_log(log)
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            store.mask_log(server.log_path)
+
+
+@pytest.fixture
+def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Callable[[Measured], None]:
+    """Keep a case's figures with where they came from (the row, the server's effective config, the engine
+    version). They reach pytest-benchmark in the process that owns its session (xdist-safe)."""
+    from ..results.benchmark import provenance
+
+    def record(measured: Measured) -> None:
+        extra = provenance(sglang_server, measured, request.config.stash[STATE].secrets)
+        payload = {"group": measured.group, "samples": measured.samples, "extra_info": extra}
+        request.node.user_properties.append((MEASURED, payload))
+
+    return record
+
+
+@pytest.fixture
+def ablate_progress(request: pytest.FixtureRequest) -> Iterator[Callable[[str], None]]:
+    """One updating terminal line while a level runs (on a terminal; elsewhere, as in CI logs, a line every 30 s;
+    nothing under -q)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or request.config.get_verbosity() < 0:
+        yield lambda line: None
+        return
+    started = time.monotonic()
+    last = [0.0]
+    tty = reporter.isatty()
+    row = param(request.node, "sglang_server")
+
+    def show(line: str) -> None:
+        now = time.monotonic()
+        if not tty and now - last[0] < 30:
+            return
+        last[0] = now
+        text = f"[{row.id if row else ''}] {line}, {now - started:.0f} s elapsed"
+        with capture.global_and_fixture_disabled():  # the test's output is captured; this line is for the user
+            reporter.write(f"\r  {text[:150]:<150}" if tty else f"\n  {text}", flush=True)
+
+    yield show
+    if tty and last[0]:
+        with capture.global_and_fixture_disabled():
+            reporter.write("\r" + " " * 154 + "\r", flush=True)

@@ -1,0 +1,61 @@
+"""Part of the pytest adapter: the `--ablate-*` options and ini keys, resolved into `Settings` in one place that
+names the source of a bad value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Settings:
+    matrix: Path | None
+    matrix_shown: str  # the path as the user wrote it, for messages
+    plan: bool
+    engine_version: str | None
+    engine_version_source: str
+    out: Path = Path("ablate-results")
+    resume: bool = False
+    baseline: Path | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ablate", "SGLang server-flag ablations (pytest-sglang-ablate)")
+    group.addoption("--ablate-matrix", metavar="PATH", help="Run the ablation described by this matrix YAML file")
+    group.addoption("--ablate-plan", action="store_true", help="Print rows, commands and expected outcomes only")
+    group.addoption("--ablate-sglang-version", metavar="VERSION", help="Match known issues against this version")
+    group.addoption("--ablate-out", metavar="DIR", help="Results directory (default ablate-results)")
+    group.addoption("--ablate-resume", action="store_true", help="Skip cases already recorded in the results")
+    group.addoption("--ablate-baseline", metavar="FILE_OR_DIR", help="Compare with an earlier run's results.jsonl")
+    parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
+    parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
+    parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Command line first, then ini; a bad value names where it came from."""
+    from packaging.version import InvalidVersion, Version
+
+    cli_matrix, ini_matrix = config.getoption("ablate_matrix"), config.getini("ablate_matrix")
+    matrix, shown = (Path(cli_matrix), cli_matrix) if cli_matrix else (None, "")
+    if not cli_matrix and ini_matrix:
+        shown = str(ini_matrix)
+        matrix = Path(config.rootpath, shown)
+    version, source = config.getoption("ablate_sglang_version"), "--ablate-sglang-version"
+    if not version and config.getini("ablate_sglang_version"):
+        version, source = str(config.getini("ablate_sglang_version")), f"ini ablate_sglang_version in {config.inipath}"
+    if version:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise pytest.UsageError(f"{source}: expected a version such as 0.4.3.post2, got {version!r}") from None
+    out = Path(config.getoption("ablate_out") or Path(config.rootpath, str(config.getini("ablate_out"))))
+    baseline = config.getoption("ablate_baseline")
+    if baseline:
+        baseline = Path(baseline) / "results.jsonl" if Path(baseline).is_dir() else Path(baseline)
+        if not baseline.is_file():
+            raise pytest.UsageError(f"--ablate-baseline: no results file at {baseline} (expected a results.jsonl)")
+    plan, resume = bool(config.getoption("ablate_plan")), bool(config.getoption("ablate_resume"))
+    return Settings(matrix, shown, plan, version or None, source if version else "", out, resume, baseline)

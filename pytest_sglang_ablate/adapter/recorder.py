@@ -1,0 +1,62 @@
+"""Part of the pytest adapter: hands each finished matrix case to the results (a results.jsonl line, failures
+included with their class) and, for passed cases, to pytest-benchmark. Registered only in the process that owns
+the session (not on xdist workers); what it needs travels in each report's user_properties (plugin.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .state import CASE, FAILURE, MEASURED
+
+if TYPE_CHECKING:
+    from ..matrix.prepare import Prepared
+    from ..results.store import Store
+
+
+def outcome(report: pytest.TestReport) -> str:
+    """passed, failed, error (setup or teardown failed), skipped, xfailed or xpassed."""
+    if getattr(report, "wasxfail", None) is not None:
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when != "call" and report.failed:
+        return "error"
+    return report.outcome
+
+
+class ResultsRecorder:
+    def __init__(self, store: Store, prepared: Prepared, config: pytest.Config) -> None:
+        self.store, self.prepared, self.config = store, prepared, config
+        self.cases = {c.id: c for c in prepared.ablation.cases}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from ..results.benchmark import entry, stable_nodeid
+        from ..results.record import CaseResult
+
+        props: dict[str, Any] = {k: v for k, v in report.user_properties if k in (CASE, FAILURE, MEASURED)}
+        case = self.cases.get(props.get(CASE, ""))
+        # the case's last word: its call, a setup that did not pass (launch failure, xfail), a failed teardown
+        final = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed
+        if case is None or not final:
+            return
+        result = outcome(report)
+        measured = props.get(MEASURED)
+        failure_class = props.get(FAILURE) if result in ("failed", "error", "xfailed") else None
+        self.store.append(
+            CaseResult.of(
+                case,
+                self.prepared.ablation.matrix,
+                self.prepared.version,
+                result,
+                failure_class,
+                str(report.longrepr) if report.longrepr else "",
+                measured["extra_info"] if measured else None,
+                stable_nodeid(report.nodeid),
+                report.duration,
+            )
+        )
+        session = self.config.pluginmanager.get_plugin("pytest-benchmark")
+        if session is not None and report.passed and measured and measured["samples"]:
+            session.benchmarks.append(
+                entry(report.nodeid, measured["group"], measured["samples"], measured["extra_info"])
+            )

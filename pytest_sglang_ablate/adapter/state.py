@@ -1,0 +1,37 @@
+"""Part of the pytest adapter: what a run with a matrix keeps in `config.stash`, and the keys its reports carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .options import Settings
+
+if TYPE_CHECKING:
+    from ..matrix.prepare import Prepared
+    from ..matrix.rows import Case
+    from ..results.store import Store
+    from ..server.setup import Setup
+
+
+@dataclass
+class State:
+    settings: Settings
+    prepared: Prepared
+    store: Store
+    secrets: set[str]
+    setup: Setup  # the matrix's prepare steps, run before the first row's server
+    selected: list[Case] = field(default_factory=list)
+
+
+STATE = pytest.StashKey[State]()
+# what a case's reports carry to the process that records them (the xdist controller collects nothing itself)
+CASE, FAILURE, MEASURED = "ablate_case", "ablate_failure_class", "ablate_measured"
+
+
+def param(item: pytest.Item, name: str) -> Any:
+    """The value of a parametrized argument of `item` (the row for "sglang_server", the case for "ablate_case")."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(name) if callspec is not None else None

@@ -1,0 +1,82 @@
+"""One finished case as results.jsonl keeps it and report.md reads it: `CaseResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..matrix.model import Matrix
+from ..matrix.rows import Case
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A case's outcome, with its figures and where they came from (figures["sources"], the effective config and
+    engine version in figures). Failures are kept too, with their class, so the report can say why."""
+
+    matrix: str
+    case: str  # "<row>-<workload>[-c<N>]"
+    row: str
+    features: tuple[str, ...]
+    workload: str
+    kind: str  # "single" or "batch"
+    outcome: str  # passed, failed, error, xfailed, xpassed
+    concurrency: int | None = None
+    requests: int | None = None
+    failure_class: str | None = None  # a FailureClass value, when the server caused the failure
+    known_issue: str | None = None  # the known-issue reason when the case was expected to fail
+    message: str | None = None  # the failure's last line
+    figures: dict[str, Any] | None = None  # the benchmark entry's extra_info
+    matrix_file: str = ""
+    engine: str = ""
+    engine_version_expected: str | None = None  # the version known issues were matched against
+    nodeid: str = ""
+    duration_s: float = 0.0
+    time: float = field(default_factory=time.time)
+
+    @staticmethod
+    def of(
+        case: Case,
+        matrix: Matrix,
+        engine_version: str | None,
+        outcome: str,
+        failure_class: str | None,
+        failure_text: str,
+        figures: dict[str, Any] | None,
+        nodeid: str,
+        duration_s: float,
+    ) -> CaseResult:
+        lines = failure_text.strip().splitlines()
+        return CaseResult(
+            matrix=matrix.name,
+            case=case.id,
+            row=case.row.id,
+            features=case.row.features,
+            workload=case.workload.name,
+            kind=case.workload.kind,
+            outcome=outcome,
+            concurrency=case.level.concurrency if case.level else None,
+            requests=case.level.requests if case.level else None,
+            failure_class=failure_class,
+            known_issue=case.xfail,
+            message=lines[-1][:500] if lines else None,
+            figures=figures,
+            matrix_file=matrix.file,
+            engine=matrix.engine,
+            engine_version_expected=engine_version,
+            nodeid=nodeid,
+            duration_s=duration_s,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> CaseResult:
+        """From a results.jsonl line; keys it does not know are ignored, missing optional ones take defaults."""
+        known = {f.name for f in dataclasses.fields(CaseResult)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["features"] = tuple(values.get("features") or ())
+        return CaseResult(**values)

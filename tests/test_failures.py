@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_sglang_ablate import engines
+from pytest_sglang_ablate.errors import FailureClass as F
+from pytest_sglang_ablate.server.failures import classify, describe
+from pytest_sglang_ablate.server.logfile import TAIL_LINES, tail
+
+SGLANG = engines.get("sglang")
+VLLM = engines.get("vllm")
+
+OOM_IN_TRACEBACK = """\
+[2025-01-01 10:00:00] server_args=ServerArgs(model_path='m', tp_size=8)
+[2025-01-01 10:00:05] Load weight end.
+Traceback (most recent call last):
+  File "/sglang/srt/managers/scheduler.py", line 1, in run_scheduler_process
+    scheduler = Scheduler(server_args, port_args, gpu_id, tp_rank, dp_rank)
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79 GiB
+[2025-01-01 10:00:06] Received sigquit from a child process. It usually means the child failed.
+"""
+
+
+def write_log(tmp_path: Path, text: str) -> Path:
+    log = tmp_path / "row.log"
+    log.write_text(text, encoding="utf-8")
+    return log
+
+
+# classify()
+
+
+def test_an_oom_inside_a_traceback_is_classified_as_oom(tmp_path: Path) -> None:
+    failure_class, evidence = classify(write_log(tmp_path, OOM_IN_TRACEBACK), 1, SGLANG)
+    assert failure_class is F.OOM
+    assert evidence.startswith("torch.OutOfMemoryError: CUDA out of memory.")
+
+
+def test_the_evidence_is_the_whole_log_line_of_the_match_without_surrounding_space(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "start\n    RuntimeError: CUDA out of memory (rank 3)   \nend\n")
+    assert classify(log, 1, SGLANG) == (F.OOM, "RuntimeError: CUDA out of memory (rank 3)")
+
+
+def test_the_last_matching_line_is_the_evidence(tmp_path: Path) -> None:
+    log = write_log(
+        tmp_path,
+        "rank 0: CUDA out of memory. Tried to allocate 1.00 GiB\n"
+        "rank 1: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+        "shutting down\n",
+    )
+    assert classify(log, 1, SGLANG) == (F.OOM, "rank 1: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_a_match_on_the_last_line_without_a_newline_is_the_whole_line(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "loading\nerror: unrecognized arguments: --no-such-flag")
+    assert classify(log, 2, SGLANG) == (F.BAD_FLAG, "error: unrecognized arguments: --no-such-flag")
+
+
+def test_a_bad_flag_is_classified_as_bad_flag(tmp_path: Path) -> None:
+    log = write_log(
+        tmp_path,
+        "usage: launch_server.py [-h] --model-path MODEL_PATH\n"
+        "launch_server.py: error: argument --attention-backend: invalid choice: 'fa9'\n",
+    )
+    failure_class, evidence = classify(log, 2, SGLANG)
+    assert failure_class is F.BAD_FLAG
+    assert "invalid choice: 'fa9'" in evidence
+
+
+def test_a_port_in_use_inside_a_traceback_is_classified_as_port_in_use(tmp_path: Path) -> None:
+    log = write_log(
+        tmp_path,
+        "Traceback (most recent call last):\n"
+        '  File "socket.py", line 1, in bind\n'
+        "OSError: [Errno 98] Address already in use\n",
+    )
+    assert classify(log, 1, SGLANG) == (F.PORT_IN_USE, "OSError: [Errno 98] Address already in use")
+
+
+def test_a_failed_cuda_graph_capture_is_classified_as_graph_capture_not_crash(tmp_path: Path) -> None:
+    log = write_log(
+        tmp_path,
+        "Traceback (most recent call last):\n"
+        "Exception: Capture cuda graph failed: operation failed\n"
+        "Scheduler hit an exception: Traceback (most recent call last):\n",
+    )
+    assert classify(log, 1, SGLANG) == (F.GRAPH_CAPTURE, "Exception: Capture cuda graph failed: operation failed")
+
+
+def test_a_traceback_without_a_known_cause_is_a_crash(tmp_path: Path) -> None:
+    log = write_log(
+        tmp_path,
+        'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: something odd\n'
+        "Scheduler hit an exception: ValueError: something odd\n",
+    )
+    assert classify(log, 1, SGLANG) == (F.CRASH, "Scheduler hit an exception: ValueError: something odd")
+
+
+def test_a_log_pattern_wins_over_exit_code_2(tmp_path: Path) -> None:
+    assert classify(write_log(tmp_path, OOM_IN_TRACEBACK), 2, SGLANG)[0] is F.OOM
+
+
+def test_exit_code_2_without_a_known_pattern_is_a_bad_flag(tmp_path: Path) -> None:
+    failure_class, evidence = classify(write_log(tmp_path, "usage: something\n"), 2, SGLANG)
+    assert failure_class is F.BAD_FLAG
+    assert "exit code 2" in evidence
+
+
+def test_another_exit_without_a_known_pattern_is_exited_with_its_code(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "loading weights\nKilled\n")
+    assert classify(log, -9, SGLANG) == (F.EXITED, "exit code -9")
+    assert classify(log, 1, SGLANG) == (F.EXITED, "exit code 1")
+
+
+def test_a_missing_log_is_classified_by_the_exit_code_alone(tmp_path: Path) -> None:
+    missing = tmp_path / "never-written.log"
+    assert classify(missing, 1, SGLANG) == (F.EXITED, "exit code 1")
+    assert classify(missing, 2, SGLANG)[0] is F.BAD_FLAG
+
+
+def test_undecodable_bytes_in_the_log_do_not_hide_the_cause(tmp_path: Path) -> None:
+    log = tmp_path / "row.log"
+    log.write_bytes(b"\xff\xfe garbage\nCUDA out of memory\n")
+    assert classify(log, 1, SGLANG) == (F.OOM, "CUDA out of memory")
+
+
+def test_each_engine_classifies_with_its_own_patterns(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "ValueError: No available memory for the cache blocks. Try increasing memory.\n")
+    assert classify(log, 1, VLLM)[0] is F.OOM
+    assert classify(log, 1, SGLANG)[0] is F.EXITED
+
+
+# describe()
+
+
+def failing_log(tmp_path: Path, lines: int) -> Path:
+    return write_log(tmp_path, "".join(f"log line {i}\n" for i in range(lines)))
+
+
+def test_the_description_names_the_row_what_happened_and_the_class(tmp_path: Path) -> None:
+    log = failing_log(tmp_path, 3)
+    message = describe("tp8-dp-attn", F.OOM, "the server exited during startup", "CUDA out of memory", log, 1, SGLANG)
+    first, *rest = message.splitlines()
+    assert first == "row 'tp8-dp-attn': the server exited during startup [oom]"
+    assert "  evidence: CUDA out of memory" in rest
+    assert "  exit code: 1" in rest
+
+
+def test_the_description_says_what_to_do_from_the_engine_hints(tmp_path: Path) -> None:
+    message = describe("r", F.OOM, "exited", "CUDA out of memory", failing_log(tmp_path, 1), 1, SGLANG)
+    assert f"  what to do: {SGLANG.hints[F.OOM]}" in message.splitlines()
+    assert "--mem-fraction-static" in message
+
+
+def test_a_class_without_a_hint_says_to_see_the_log(tmp_path: Path) -> None:
+    message = describe("r", F.TEARDOWN, "stop failed", "", failing_log(tmp_path, 1), None, SGLANG)
+    assert "  what to do: see the log" in message.splitlines()
+
+
+def test_the_description_names_the_log_file(tmp_path: Path) -> None:
+    log = failing_log(tmp_path, 1)
+    assert f"  log: {log}" in describe("r", F.CRASH, "exited", "boom", log, 1, SGLANG).splitlines()
+
+
+def test_the_description_ends_with_the_last_lines_of_the_log(tmp_path: Path) -> None:
+    log = failing_log(tmp_path, TAIL_LINES + 25)
+    lines = describe("r", F.CRASH, "exited", "boom", log, 1, SGLANG).splitlines()
+    marker = lines.index(f"--- last {TAIL_LINES} lines of the server log ---")
+    assert lines[marker + 1 :] == [f"log line {i}" for i in range(25, TAIL_LINES + 25)]
+
+
+def test_without_evidence_or_exit_code_those_lines_are_left_out(tmp_path: Path) -> None:
+    message = describe("r", F.STARTUP_TIMEOUT, "no answer", "", failing_log(tmp_path, 1), None, SGLANG)
+    assert "evidence:" not in message
+    assert "exit code:" not in message
+
+
+def test_a_missing_log_still_gives_a_description_without_a_tail(tmp_path: Path) -> None:
+    missing = tmp_path / "never-written.log"
+    lines = describe("r", F.EXITED, "exited", "exit code 1", missing, 1, SGLANG).splitlines()
+    assert lines[-1] == f"--- last {TAIL_LINES} lines of the server log ---"
+    assert tail(missing) == []
+
+
+def test_the_description_masks_secrets_in_the_evidence_and_the_log_tail(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "server_args: api_key='sk-verysecret', hf_token='hf_abcdef'\nCUDA out of memory\n")
+    message = describe(
+        "r",
+        F.OOM,
+        "exited",
+        "args had sk-verysecret",
+        log,
+        1,
+        SGLANG,
+        secrets=frozenset({"sk-verysecret", "hf_abcdef"}),
+    )
+    assert "sk-verysecret" not in message
+    assert "hf_abcdef" not in message
+    assert "  evidence: args had ***" in message.splitlines()
+    assert "server_args: api_key='***', hf_token='***'" in message.splitlines()
