@@ -118,6 +118,10 @@ def test_sglang_reporting_nextn_as_eagle_is_no_difference() -> None:
     assert check((("speculative-algorithm", "nextn"),), {"speculative_algorithm": "EAGLE"}).differences == []
 
 
+def test_a_server_that_keeps_nextn_as_asked_is_no_difference() -> None:
+    assert check((("speculative-algorithm", "NEXTN"),), {"speculative_algorithm": "NEXTN"}).differences == []
+
+
 def test_the_nextn_rename_does_not_accept_any_other_algorithm() -> None:
     requested: Args = (("speculative-algorithm", "NEXTN"),)
     assert check(requested, {"speculative_algorithm": "EAGLE3"}).differences == [

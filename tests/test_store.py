@@ -106,6 +106,15 @@ def test_a_last_line_cut_short_by_a_kill_is_skipped(tmp_path: Path) -> None:
     assert [r.case for r in store.load()] == ["a", "b"]
 
 
+def test_a_record_appended_after_a_cut_line_is_kept(tmp_path: Path) -> None:
+    store = Store(tmp_path, set())
+    store.append(record(case="a"))
+    with open(store.path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record(case="b").to_json())[:25])  # pytest killed mid-write
+    store.append(record(case="c"))  # the resumed run's first record
+    assert [r.case for r in store.load()] == ["a", "c"]
+
+
 def test_lines_that_are_not_records_are_skipped(tmp_path: Path) -> None:
     store = Store(tmp_path, set())
     store.append(record(case="a"))

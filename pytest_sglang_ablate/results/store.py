@@ -34,8 +34,12 @@ class Store:
         """One line, flushed and fsynced: it survives a kill -9 of pytest right after."""
         self.dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(redact.data(result.to_json(), self.secrets), default=str, ensure_ascii=False)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with open(self.path, "a+b") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")  # a line cut short by a kill stays a line of its own, which load() skips
+            f.write(line.encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -31,8 +31,9 @@ def _same(asked: Any, actual: Any, key: str, profile: EngineProfile) -> bool:
             return False
     if isinstance(asked, tuple):
         return isinstance(actual, (list, tuple)) and [str(a) for a in actual] == list(asked)
-    expected = profile.renames.get((key, str(asked).upper()), str(asked))
-    return str(actual).lower() == expected.lower()
+    # the value asked for, or the engine's own name for it (SGLang runs NEXTN as EAGLE; older ones keep NEXTN)
+    accepted = {str(asked).lower(), profile.renames.get((key, str(asked).upper()), str(asked)).lower()}
+    return str(actual).lower() in accepted
 
 
 def compare(requested: Args, info: dict[str, Any], profile: EngineProfile) -> ConfigCheck:
