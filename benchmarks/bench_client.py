@@ -12,7 +12,8 @@ Every client takes a timestamp per streamed chunk, as a benchmark client must.
   16 chunks per socket write);
   streamed chunks per second of wall time and per client CPU-second (process CPU, threads included).
   Goals: ours/(a) >= 25x and ours/(b) >= 3x in chunks per client CPU-second. A client that keeps up with the
-  server pays one recv (10-20 us of kernel time on our 2-core VM) per 1-2 chunks; only one that falls behind reads many at once.
+  server pays one recv (10-20 us of kernel time on our 2-core VM) per 1-2 chunks; only one that falls behind reads
+  many at once.
 - accuracy: 256 concurrent streams of 200 tokens at 100 tokens/s each; the mean per-request decode rate
   (n - 1) / (last chunk - first chunk) on the client's clock against the same on the server's (/standin_stats,
   a fresh server per run). Goal: within 0.5 %. "in flight": the most streams the server had at once.
@@ -123,21 +124,23 @@ def run_aiohttp(base: str, n: int, tokens: int, concurrency: int, mark: Mark) ->
         while next(indices) < n:
             times: list[float] = []
             usage, text = 0, ""
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6 * 3600)) as session:
-                async with session.post(f"{base}/v1/completions", json=body) as response:
-                    async for chunk_bytes in response.content:
-                        chunk_bytes = chunk_bytes.strip()
-                        if not chunk_bytes:
-                            continue
-                        chunk = chunk_bytes.decode("utf-8").removeprefix("data: ")
-                        if chunk == "[DONE]":
-                            continue
-                        data = json.loads(chunk)
-                        if choices := data.get("choices"):
-                            times.append(time.perf_counter())
-                            text += choices[0].get("text") or ""
-                        if data.get("usage"):
-                            usage = data["usage"]["completion_tokens"]
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6 * 3600)) as session,
+                session.post(f"{base}/v1/completions", json=body) as response,
+            ):
+                async for chunk_bytes in response.content:
+                    chunk_bytes = chunk_bytes.strip()
+                    if not chunk_bytes:
+                        continue
+                    chunk = chunk_bytes.decode("utf-8").removeprefix("data: ")
+                    if chunk == "[DONE]":
+                        continue
+                    data = json.loads(chunk)
+                    if choices := data.get("choices"):
+                        times.append(time.perf_counter())
+                        text += choices[0].get("text") or ""
+                    if data.get("usage"):
+                        usage = data["usage"]["completion_tokens"]
             out.append((times, usage))
 
     async def main() -> None:

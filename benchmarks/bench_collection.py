@@ -93,7 +93,8 @@ def main() -> None:
     print(f"  512-row matrix: {collected}")
     goal = statistics.median(inside["512-row matrix, --collect-only"])
     print(
-        f"512-row collection: {goal:.3f} s inside pytest, {med['512-row matrix, --collect-only']:.3f} s for the whole process"
+        f"512-row collection: {goal:.3f} s inside pytest, "
+        f"{med['512-row matrix, --collect-only']:.3f} s for the whole process"
         f" (goal < 2 s: {'met' if med['512-row matrix, --collect-only'] < 2 else 'MISSED'} for the whole process)"
     )
     ratio = med["plain project, plugin installed"] / med["plain project, plugin disabled"]

@@ -92,7 +92,8 @@ def main() -> None:
         f" goal <= 0.25 s: {'met' if statistics.median(ready) <= 0.25 else 'MISSED'}"
     )
     print(
-        f"teardown time (SIGTERM, grace {SETTINGS.shutdown_grace_s:g} s, SIGKILL, pids gone, port free), median of {repeat}:"
+        f"teardown time (SIGTERM, grace {SETTINGS.shutdown_grace_s:g} s, SIGKILL, pids gone, port free), "
+        f"median of {repeat}:"
     )
     for behaviour, ts in teardown.items():
         print(f"  {behaviour:22s} {statistics.median(ts):.3f} s ({min(ts):.3f}-{max(ts):.3f})")

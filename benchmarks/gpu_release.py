@@ -94,7 +94,8 @@ def main() -> None:
         stops = [plugin_stop(args.gib, Path(d)) for _ in range(args.repeat)]
     print(
         f"Server.stop() of a 3-process GPU server (SIGTERM, pids gone, port free, NVML released): median "
-        f"{statistics.median(s for s, _ in stops):.2f} s over {args.repeat}; GPU-holding pids seen while running: {[n for _, n in stops]}"
+        f"{statistics.median(s for s, _ in stops):.2f} s over {args.repeat}; "
+        f"GPU-holding pids seen while running: {[n for _, n in stops]}"
     )
 
 

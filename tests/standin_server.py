@@ -28,8 +28,9 @@ Streaming (POST /v1/completions, /v1/chat/completions with "stream": true) answe
 last token send times (time.time()) and token counts, plus the most requests ever in flight at once.
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
-the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent changes are imitated: --enable-dp-attention with
-dp 1 is reported off, NEXTN is reported as EAGLE, speculative decoding caps max_running_requests at 48.
+the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent
+changes are imitated: --enable-dp-attention with dp 1 is reported off, NEXTN is reported as EAGLE, speculative
+decoding caps max_running_requests at 48.
 """
 
 from __future__ import annotations
@@ -42,21 +43,21 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-OPTIONS = dict(
-    ([*o.split("=", 1), ""])[:2]
-    for o in os.environ.get("STANDIN", "").split(",")
-    if o  # type: ignore[misc]
-)
+OPTIONS = {k: v for k, _, v in (o.partition("=") for o in os.environ.get("STANDIN", "").split(",") if o)}
 DEATH_TEXT = {
-    "graph_capture": "Exception: Capture cuda graph failed: CUDA error: operation not permitted when stream is capturing\n"
+    "graph_capture": "Exception: Capture cuda graph failed: CUDA error: "
+    "operation not permitted when stream is capturing\n"
     "Possible solutions:\n1. set --mem-fraction-static to a smaller value (e.g., 0.8 or 0.7)",
-    "oom_torch": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 95.00 GiB",
+    "oom_torch": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. "
+    "GPU 0 has a total capacity of 95.00 GiB",
     "oom_kv": "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
     "scheduler_crash": 'Scheduler hit an exception: Traceback (most recent call last):\n  File "scheduler.py", line 1\n'
-    "TypeError: object of type 'NoneType' has no len()\nReceived sigquit from a child process. It usually means the child failed.",
-    "port_in_use": "OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 30000): Address already in use",
+    "TypeError: object of type 'NoneType' has no len()\n"
+    "Received sigquit from a child process. It usually means the child failed.",
+    "port_in_use": "OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 30000): "
+    "Address already in use",
     "plain": "",
 }
 
@@ -155,7 +156,7 @@ class Stats:
     in_flight = 0
     max_in_flight = 0
     generated = 0
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
@@ -291,7 +292,8 @@ class Server:
                     rate = 40 / (now - record.get("logged", record["first"])) if i > 40 else i / (now - record["first"])
                     record["logged"] = now
                     log(
-                        f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, cuda graph: True, "
+                        f"Decode batch, #running-req: {Stats.in_flight}, #token: {i}, token usage: 0.01, "
+                        "cuda graph: True, "
                         f"gen throughput (token/s): {rate:.2f}, #queue-req: 0, "
                     )
                 await writer.drain()

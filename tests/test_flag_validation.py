@@ -76,7 +76,8 @@ def test_row_with_a_flag_the_engine_rejects_fails_collection_naming_flag_and_ver
     result.stdout.fnmatch_lines(
         [
             "*ERROR collecting m.yaml*",
-            "sglang 0.5.23 rejects the flags of row 'cuda_graph+flashinfer_mla' in m.yaml: unrecognized arguments: --enable-flashinfer-mla",
+            "sglang 0.5.23 rejects the flags of row 'cuda_graph+flashinfer_mla' in m.yaml: "
+            "unrecognized arguments: --enable-flashinfer-mla",
             "*",
             "*",
             "ERROR m.yaml::cuda_graph+flashinfer_mla - sglang 0.5.23 rejects the flags of*",

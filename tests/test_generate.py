@@ -45,7 +45,8 @@ def test_pairwise_is_deterministic() -> None:
 
 @pytest.mark.parametrize("n", [12, 16])
 def test_pairwise_covers_every_coverable_pair_when_many_are_impossible(n: int) -> None:
-    # the first five features are each forbidden alone (a rule per feature): every pair with one of them ON is impossible
+    # the first five features are each forbidden alone (a rule per feature):
+    # every pair with one of them ON is impossible
     def allowed(c: tuple[bool, ...]) -> bool:
         return not any(c[:5])
 
@@ -59,7 +60,10 @@ def test_pairwise_gives_the_same_rows_whatever_the_hash_seed() -> None:
     import subprocess
     import sys
 
-    code = "from pytest_sglang_ablate.matrix.combinations import pairwise; print(pairwise(14, lambda c: not (c[0] and c[3])))"
+    code = (
+        "from pytest_sglang_ablate.matrix.combinations import pairwise; "
+        "print(pairwise(14, lambda c: not (c[0] and c[3])))"
+    )
     outs = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": seed}, check=True

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.standin
 STANDIN = Path(__file__).parent / "standin_server.py"
 # Rows pick the stand-in's behaviour with `env: {STANDIN: ...}`; see tests/standin_server.py.
 MATRIX = f"""
@@ -134,7 +135,11 @@ def test_slow_start_is_waited_for(pytester: pytest.Pytester) -> None:
 
 
 def test_oom_is_retried_at_lower_mem_fraction_and_the_value_that_worked_is_recorded(pytester: pytest.Pytester) -> None:
-    tests = "def test_fraction(sglang_server):\n    assert sglang_server.mem_fraction_static == 0.7\n    assert '0.7' in sglang_server.argv\n"
+    tests = (
+        "def test_fraction(sglang_server):\n"
+        "    assert sglang_server.mem_fraction_static == 0.7\n"
+        "    assert '0.7' in sglang_server.argv\n"
+    )
     pids = project(
         pytester,
         '  - {features: [], env: {STANDIN: "oom_above=0.75"}}\n',
@@ -202,6 +207,7 @@ def test_children_left_by_a_crashed_server_are_killed(pytester: pytest.Pytester)
 
 HOLDS = """
 import os, time
+
 def test_hold(sglang_server):
     with open("ready.tmp", "w") as f:
         f.write(str(os.getpid()))

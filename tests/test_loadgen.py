@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_sglang_ablate.measure.loadgen import RequestRecord, Connection
+from pytest_sglang_ablate.measure.loadgen import Connection, RequestRecord
 
 
 def chunked(*events: bytes, crlf: bool = False) -> bytes:

@@ -12,7 +12,7 @@ from pytest_sglang_ablate.matrix.parse import load_matrix
 from pytest_sglang_ablate.matrix.rows import expand
 
 REPO = Path(__file__).resolve().parents[1]
-SEED = Path(__file__).parent / "data" / "seed"  # copied from shared/reference/seed
+SEED = Path(__file__).parent / "data" / "seed"  # the seed page as data (docs/seed.md)
 SEED_FEATURES = ["torch_compile", "cuda_graph", "radix_cache", "flashinfer_mla", "nextn", "ep_moe", "dp_attention"]
 NEVER_LAUNCHES = """
 import pytest

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.standin
+
 STANDIN = Path(__file__).parent / "standin_server.py"
 MATRIX = f"""
 model: tiny

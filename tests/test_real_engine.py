@@ -14,16 +14,19 @@ from typing import Any
 import psutil
 import pytest
 
+from conftest import engine_python
+
+pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    assert ENGINE_PYTHON.exists(), "the CPU engine is not installed: run `bash scripts/cpu-engine.sh` (or .ci/run)"
+    python = engine_python(".venv-vllm", "bash scripts/cpu-engine.sh")  # skips (or fails in CI) when missing
     out = tmp_path_factory.mktemp("tiny-model")
     subprocess.run(
-        [str(ENGINE_PYTHON), "-m", "pytest_sglang_ablate.engines.tiny_model", str(out)],
+        [str(python), "-m", "pytest_sglang_ablate.engines.tiny_model", str(out)],
         check=True,
         cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
@@ -51,7 +54,8 @@ workloads:
   # the engine computes on CPU 0, the client runs on CPU 1 beside vLLM's API server and scheduler, which hold
   # its event loop up for seconds now and then on 2 cores: this test checks the mechanism, not latencies
   single: {{kind: single, prompt: "Say something.", max_tokens: 32, client_cpus: [1]}}
-  batch: {{kind: batch, input_len: 32, output_len: 24, levels: [{{concurrency: 2, requests: 4}}, {{concurrency: 4, requests: 8}}],
+  batch: {{kind: batch, input_len: 32, output_len: 24, levels: [{{concurrency: 2, requests: 4}}, \
+{{concurrency: 4, requests: 8}}],
           client_cpus: [1], loop_lag_limit_ms: 10000}}
 """
 

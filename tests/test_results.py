@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.standin
 STANDIN = Path(__file__).parent / "standin_server.py"
 MATRIX = f"""
 model: tiny
@@ -39,7 +41,7 @@ def ablate(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", *args)
 
 
-def records(pytester: pytest.Pytester) -> list[dict[str, object]]:
+def records(pytester: pytest.Pytester) -> list[dict[str, Any]]:
     path = pytester.path / "ablate-results" / "results.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -97,6 +99,7 @@ def test_results_survive_kill_9_and_resume_measures_only_what_is_missing(
     pytester.makepyfile(
         test_hold="""
 import os, time
+
 def test_hold(sglang_server):
     if sglang_server.row.id == "radix_cache+nextn":
         with open("ready.tmp", "w") as f:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from matrices import TINY, write
 
-from pytest_sglang_ablate.matrix.model import BatchWorkload
+from pytest_sglang_ablate.matrix.model import BatchWorkload, SingleWorkload
 from pytest_sglang_ablate.matrix.parse import load_matrix
 from pytest_sglang_ablate.matrix.rows import expand
 
@@ -111,7 +111,8 @@ def test_version_range_decides_whether_a_rule_applies(tiny_matrix: Path, version
 def test_level_scoped_rule_marks_only_levels_at_or_above_its_concurrency(tmp_path: Path) -> None:
     text = TINY.replace(
         "  - {when: [nextn, radix_cache]",
-        '  - {when: [cuda_graph], min_concurrency: 4, workloads: [batch], reason: "OOM"}\n  - {when: [nextn, radix_cache]',
+        '  - {when: [cuda_graph], min_concurrency: 4, workloads: [batch], reason: "OOM"}\n'
+        "  - {when: [nextn, radix_cache]",
     )
     a = expand(load_matrix(write(tmp_path / "m.yaml", text)), "0.5.0")
     failing = [c for c in a.cases if c.xfail]
@@ -138,7 +139,8 @@ def test_generator_can_exclude_rows_a_known_issue_expects_to_fail(tmp_path: Path
 
 def test_pairwise_generator_rows_cover_all_pairs_of_the_chosen_features(tmp_path: Path) -> None:
     text = TINY.replace(
-        "rows:\n  - [cuda_graph, radix_cache]\n  - [cuda_graph, radix_cache, nextn]\n  - {features: [nextn], id: nextn-only, args: {mem-fraction-static: 0.7}, workloads: [single]}\n",
+        "rows:\n  - [cuda_graph, radix_cache]\n  - [cuda_graph, radix_cache, nextn]\n"
+        "  - {features: [nextn], id: nextn-only, args: {mem-fraction-static: 0.7}, workloads: [single]}\n",
         "generate: {mode: pairwise}\n",
     )
     rows = expand(load_matrix(write(tmp_path / "m.yaml", text)), None).rows
@@ -176,4 +178,4 @@ def test_null_in_a_row_override_sets_the_key_back_to_its_default(tmp_path: Path)
     )
     text = text.replace("workloads: [single]}", "workloads: {single: {expect: null, max_tokens: null}}}")
     (single,) = expand(load_matrix(write(tmp_path / "m.yaml", text)), None).rows[2].workloads
-    assert single.kind == "single" and single.expect is None and single.max_tokens == 2048
+    assert isinstance(single, SingleWorkload) and single.expect is None and single.max_tokens == 2048

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import engine_python
+
+pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = [  # matrix, SGLang version, its environment, cases the matrix expects to fail at that version
     ("r1.yaml", "0.4.3.post2", ".venv-sglang-0.4.3", 9),
@@ -16,8 +19,8 @@ CHECKS = [  # matrix, SGLang version, its environment, cases the matrix expects 
 
 
 def with_launch(pytester: pytest.Pytester, matrix: str, venv: str) -> str:
-    python = REPO / venv / "bin" / "python"
-    assert python.exists(), f"run `bash scripts/sglang-parser.sh ...` (or .ci/run) to make {venv}"
+    version = {v: ver for _, ver, v, _ in CHECKS}[venv]
+    python = engine_python(venv, f"bash scripts/sglang-parser.sh {version} {venv}")
     text = (REPO / "matrix" / matrix).read_text(encoding="utf-8")
     text = text.replace("engine: sglang\n", f"engine: sglang\nlaunch: [{python}, -m, sglang.launch_server]\n", 1)
     pytester.path.joinpath(matrix).write_text(text, encoding="utf-8")

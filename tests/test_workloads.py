@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.standin
 STANDIN = Path(__file__).parent / "standin_server.py"
 MATRIX = f"""
 model: tiny
@@ -21,7 +22,8 @@ rows:
   - [radix_cache]
 workloads:
   single: {{kind: single, prompt: "which character?", expect: "杚", max_tokens: 90}}
-  batch: {{kind: batch, input_len: 24, output_len: 30, levels: [{{concurrency: 4, requests: 12}}, {{concurrency: 8, requests: 16}}]{{batch_extra}}}}
+  batch: {{kind: batch, input_len: 24, output_len: 30, levels: [{{concurrency: 4, requests: 12}}, \
+{{concurrency: 8, requests: 16}}]{{batch_extra}}}}
 """
 # runs after the row's matrix cases (users' tests come last in a row) and keeps the server's own record
 TRUTH = """
@@ -63,6 +65,7 @@ def close(measured: float, true: float, within: float = 0.01) -> bool:
     return abs(measured - true) <= within * abs(true)
 
 
+@pytest.mark.quiet
 def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None:
     run(pytester, "tok_rate=100,ttft_ms=80,answer=the answer is 杚").assert_outcomes(passed=4)
     bench, record = benchmarks(pytester), truth(pytester)
@@ -197,6 +200,7 @@ def test_level_known_issue_xfails_when_the_server_dies_at_that_level(pytester: p
     result.assert_outcomes(xfailed=1)
 
 
+@pytest.mark.quiet
 def test_several_client_processes_share_the_level_and_hold_its_concurrency(pytester: pytest.Pytester) -> None:
     run(
         pytester, "tok_rate=200", ", client_processes: 2, cold_start_burst: false", "-k", "c8 or truth"

@@ -5,7 +5,7 @@
 Run it with the engine's Python (it needs torch, transformers and tokenizers). The model is 2 layers, hidden
 256, vocabulary 2048: enough for a real engine to load, schedule and stream, fast on two CPU cores. Its output
 is gibberish and almost never EOS, so every request runs to max_tokens (what benchmarks want anyway). The
-recipe is reference/cpu-engine.md section 0.
+recipe and the CPU engine are in docs/engines.md.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -94,22 +94,20 @@ class Supervisor:
         self.server_pid = server.pid
         _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid()})
         known = 0
-        while self.stop_reason is None and self.server_status is None:
+
+        def stopping() -> bool:
+            nonlocal known
             self.reap()
             self.descendants()
             if len(self.seen) != known:  # keep the pid list current: pytest reads it for NVML and as a fallback
                 known = len(self.seen)
-                _write(
-                    self.status_path,
-                    {
-                        "server_pid": server.pid,
-                        "supervisor_pid": os.getpid(),
-                        "pids": {str(k): v for k, v in self.seen.items()},
-                    },
-                )
+                pids = {str(k): v for k, v in self.seen.items()}
+                _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid(), "pids": pids})
             if os.getppid() != self.parent:
                 self.stop_reason = "parent_died"
-            time.sleep(POLL_S)
+            return self.stop_reason is not None or self.server_status is not None
+
+        poll_until(stopping, math.inf, POLL_S)  # until pytest asks, pytest dies or the server exits
         if self.stop_reason is None:
             self.stop_reason = "server_exited"
         leftover = self.stop_tree()
