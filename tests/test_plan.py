@@ -27,9 +27,7 @@ def sglang_server(request):
 def test_plan_lists_rows_commands_expected_outcomes_and_gpus_without_launching(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TINY)
     pytester.makeconftest(NEVER_LAUNCHES)
-    result = pytester.runpytest_subprocess(
-        "--ablate-matrix", "tiny.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3"
-    )
+    result = pytester.runpytest("--ablate-matrix", "tiny.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3")
     assert result.ret == pytest.ExitCode.OK
     out = result.stdout.str()
     assert "launch prefix: python3 -m sglang.launch_server" in out
@@ -48,9 +46,7 @@ def test_plan_lists_rows_commands_expected_outcomes_and_gpus_without_launching(p
 
 def test_plan_follows_k_selection(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TINY)
-    result = pytester.runpytest_subprocess(
-        "--ablate-matrix", "tiny.yaml", "--ablate-plan", "-k", "nextn and not radix_cache"
-    )
+    result = pytester.runpytest("--ablate-matrix", "tiny.yaml", "--ablate-plan", "-k", "nextn and not radix_cache")
     result.stdout.fnmatch_lines(["1 rows, 1 cases (0 expected to fail); nothing launched"])
     assert "nextn-only" in result.stdout.str() and "cuda_graph+radix_cache " not in result.stdout.str()
 
@@ -66,9 +62,7 @@ def test_plan_shows_gpus_from_tp_dp_and_nodes() -> None:
 
 def test_r1_plan_counts_the_seed_rows_and_their_expected_failures(pytester: pytest.Pytester) -> None:
     (pytester.path / "r1.yaml").write_text((REPO / "matrix" / "r1.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    result = pytester.runpytest_subprocess(
-        "--ablate-matrix", "r1.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3.post2"
-    )
+    result = pytester.runpytest("--ablate-matrix", "r1.yaml", "--ablate-plan", "--ablate-sglang-version", "0.4.3.post2")
     result.stdout.fnmatch_lines(["17 rows, 38 cases (9 expected to fail); nothing launched"])
 
 
