@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
@@ -244,11 +243,3 @@ def test_a_level_where_every_request_failed_has_no_latencies() -> None:
 
 def test_the_client_health_is_reported_with_the_level() -> None:
     assert measured().client == HEALTH
-
-
-def test_level_metrics_serialise_to_json_with_nested_spreads() -> None:
-    as_dict = measured().as_dict()
-    assert json.loads(json.dumps(as_dict)) == as_dict
-    assert as_dict["ttft"]["p50"] == pytest.approx(375.0)
-    assert as_dict["tokens"]["prompt_mismatch"] == 1
-    assert as_dict["client"]["lag_p99_ms"] == 1.5

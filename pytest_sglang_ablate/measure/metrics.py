@@ -7,8 +7,7 @@ docs/metrics.md defines each figure.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .loadgen import LoopHealth, RequestRecord
 
@@ -78,9 +77,6 @@ class LevelMetrics:
     e2e: Spread
     tokens: TokenCheck
     client: LoopHealth
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _tokens(records: list[RequestRecord], sent_prompt_tokens: int | None) -> TokenCheck:

@@ -165,7 +165,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         problems += _guards(workload, m)
         if problems:
             break
-    accept = server.profile.accept_length(server.report())  # after the level: the engine's running average
+    accept = server.profile.accept_length(server.read_config())  # after the level: the engine's running average
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],

@@ -29,7 +29,7 @@ from .poll import poll_until
 
 
 @dataclass
-class StopReport:
+class StopResult:
     seconds: float
     pids: list[int]
 
@@ -50,7 +50,7 @@ class Server:
     info: dict[str, Any] = field(default_factory=dict)  # the server's own report of its effective config
     unverified: list[str] = field(default_factory=list)  # flags the server's report does not mention
     mem_fraction_static: float | None = None  # the OOM-retry value this server runs with, if any
-    stopped: StopReport | None = None
+    stopped: StopResult | None = None
     api_key: str | None = None
     secrets: frozenset[str] = frozenset()  # masked in every message
     served_model: str | None = None  # the model id the server answers to, once asked
@@ -102,7 +102,7 @@ class Server:
         )
         return message, reported
 
-    def report(self) -> dict[str, Any]:
+    def read_config(self) -> dict[str, Any]:
         """The server's own report of its config (the first info endpoint that answers), or {} without one."""
         for path in self.profile.info_paths:
             try:
@@ -135,7 +135,7 @@ class Server:
         except requests.RequestException:
             return False
 
-    def stop(self) -> StopReport:
+    def stop(self) -> StopResult:
         """SIGTERM the tree, wait the grace period, SIGKILL what is left; then check pids, port and GPU memory."""
         if self.stopped is not None:
             return self.stopped
@@ -162,7 +162,7 @@ class Server:
                 f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
                 + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items())
             )
-        self.stopped = StopReport(time.monotonic() - start, sorted(p for p in recorded if p > 0))
+        self.stopped = StopResult(time.monotonic() - start, sorted(p for p in recorded if p > 0))
         if problems:
             raise TeardownError(
                 f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}"
@@ -345,7 +345,7 @@ def _check_config(server: Server, requested: Any) -> None:
     """Read the server's own report of its config; a setting it silently changed fails the row."""
     __tracebackhide__ = True
     profile = server.profile
-    server.info = server.report()
+    server.info = server.read_config()
     if not server.info:
         server.info = profile.config_from_log(server.log_path.read_text(encoding="utf-8", errors="replace")) or {}
     if profile.version_path and "version" not in server.info:
