@@ -17,9 +17,10 @@ def report(
     when: Literal["setup", "call", "teardown"],
     result: Literal["passed", "failed", "skipped"],
     properties: list[tuple[str, object]],
+    longrepr: str = "row 'x': stopping the server left something behind: port 1 is still in use",
     **extra: object,
 ) -> pytest.TestReport:
-    made = pytest.TestReport("m.yaml::test_single[x]", ("m.yaml", None, ""), {}, result, "E  boom\nlast line", when)
+    made = pytest.TestReport("m.yaml::test_single[x]", ("m.yaml", None, ""), {}, result, longrepr, when)
     made.user_properties = properties
     for key, value in extra.items():
         setattr(made, key, value)
@@ -53,7 +54,7 @@ def test_a_teardown_failure_is_recorded_with_its_class(recorder: tuple[ResultsRe
         case,
         "error",
         "teardown",
-        "last line",
+        "row 'x': stopping the server left something behind: port 1 is still in use",
     )
     assert store.latest("tiny")[0].outcome == "error"
 
@@ -75,4 +76,22 @@ def test_a_known_issue_failure_keeps_its_class_and_reason(recorder: tuple[Result
         "xfailed",
         "oom",
         ("cuda_graph", "radix_cache", "nextn"),
+    )
+
+
+def test_a_server_failure_is_summed_up_by_its_first_line_and_evidence(recorder: tuple[ResultsRecorder, Store]) -> None:
+    rec, store = recorder
+    text = (
+        "row 'cuda_graph+radix_cache': the server exited during startup [oom]\n"
+        "  evidence: torch.OutOfMemoryError: CUDA out of memory.\n"
+        "  exit code: 1\n"
+        "--- last 40 lines of the server log ---\n"
+        "Traceback (most recent call last):\n"
+    )
+    props: list[tuple[str, object]] = [(CASE, "cuda_graph+radix_cache-single"), (FAILURE, "oom")]
+    rec.pytest_runtest_logreport(report("setup", "failed", props, longrepr=text))
+    (result,) = store.load()
+    assert result.message == (
+        "row 'cuda_graph+radix_cache': the server exited during startup [oom]; "
+        "evidence: torch.OutOfMemoryError: CUDA out of memory."
     )

@@ -24,6 +24,16 @@ def outcome(report: pytest.TestReport) -> str:
     return report.outcome
 
 
+def failure_text(report: pytest.TestReport) -> str:
+    """What failed, without the traceback: the exception's message where pytest has it, else the whole report."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    if isinstance(report.longrepr, tuple):  # a skip or xfail: (path, line, "Skipped: reason")
+        return str(report.longrepr[2])
+    return str(report.longrepr) if report.longrepr else ""
+
+
 class ResultsRecorder:
     def __init__(self, store: Store, prepared: Prepared, config: pytest.Config) -> None:
         self.store, self.prepared, self.config = store, prepared, config
@@ -49,7 +59,7 @@ class ResultsRecorder:
                 self.prepared.version,
                 result,
                 failure_class,
-                str(report.longrepr) if report.longrepr else "",
+                failure_text(report),
                 measured["extra_info"] if measured else None,
                 stable_nodeid(report.nodeid),
                 report.duration,

@@ -27,7 +27,7 @@ class CaseResult:
     requests: int | None = None
     failure_class: str | None = None  # a FailureClass value, when the server caused the failure
     known_issue: str | None = None  # the known-issue reason when the case was expected to fail
-    message: str | None = None  # the failure's last line
+    message: str | None = None  # the failure's first line (and the evidence line of a server failure)
     figures: dict[str, Any] | None = None  # the benchmark entry's extra_info
     matrix_file: str = ""
     engine: str = ""
@@ -48,7 +48,10 @@ class CaseResult:
         nodeid: str,
         duration_s: float,
     ) -> CaseResult:
-        lines = failure_text.strip().splitlines()
+        lines = [line.strip() for line in failure_text.strip().splitlines() if line.strip()]
+        # the error's first line, and for server failures the log line that decided the class
+        evidence = next((line for line in lines if line.startswith("evidence: ")), None)
+        message = "; ".join(x for x in (lines[0] if lines else None, evidence) if x)
         return CaseResult(
             matrix=matrix.name,
             case=case.id,
@@ -61,7 +64,7 @@ class CaseResult:
             requests=case.level.requests if case.level else None,
             failure_class=failure_class,
             known_issue=case.xfail,
-            message=lines[-1][:500] if lines else None,
+            message=message[:500] or None,
             figures=figures,
             matrix_file=matrix.file,
             engine=matrix.engine,
