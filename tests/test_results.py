@@ -85,11 +85,16 @@ def test_results_are_kept_per_case_with_failures_and_their_class(pytester: pytes
 
 def test_launch_failure_is_recorded_with_its_class(pytester: pytest.Pytester) -> None:
     write_matrix(pytester, "exit=oom_kv")
-    ablate(pytester, "-k", "nextn and not radix_cache").assert_outcomes(errors=2)
+    result = ablate(pytester, "-k", "nextn and not radix_cache", "--benchmark-json=bench.json")
+    result.assert_outcomes(errors=2)
     assert {(r["case"], r["outcome"], r["failure_class"]) for r in records(pytester)} == {
         ("nextn-single", "error", "oom"),
         ("nextn-batch-c2", "error", "oom"),
     }
+    # nothing passed: the benchmark file is still pytest-benchmark's JSON, with no entries, and the run says so
+    bench = json.loads((pytester.path / "bench.json").read_text())
+    assert bench["benchmarks"] == [] and bench["machine_info"]["ablate"]["engine"] == "sglang"
+    result.stdout.fnmatch_lines(["no case passed: bench.json has an empty benchmarks list"])
 
 
 def test_results_survive_kill_9_and_resume_measures_only_what_is_missing(
