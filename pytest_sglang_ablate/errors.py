@@ -43,9 +43,13 @@ class MatrixError(AblateError):
 class ServerError(AblateError):
     """A server failed; `failure_class` names how (docs/lifecycle.md lists the classes)."""
 
-    def __init__(self, message: str, failure_class: FailureClass | None = None) -> None:
+    def __init__(
+        self, message: str, failure_class: FailureClass | None = None, evidence: str = "", phase: str | None = None
+    ) -> None:
         super().__init__(message)
         self.failure_class = failure_class
+        self.evidence = evidence  # the log's words for it (exception, advice, cause): what `match:` rules search
+        self.phase = phase  # when it happened, where the log says: "cuda graph capture", "model load", ...
 
 
 class ServerLaunchError(ServerError):

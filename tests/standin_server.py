@@ -5,7 +5,10 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   slow_start=S        answer /health with 503 for S seconds, then 200
   never_ready         always 503
   exit=CLASS          die during startup with SGLang's text for CLASS: graph_capture, oom_torch, oom_kv,
-                      scheduler_crash, port_in_use, plain (exit 1, no message)
+                      port_in_use, plain (exit 1, no message); or as SGLang 0.5 does (the scheduler's traceback
+                      chain, "Received sigquit", kill_process_tree, exit -9; tests/sglang_logs.py):
+                      scheduler_crash (TypeError at load), capture_stub, capture_oom, capture_capturing (an
+                      import stub, an OOM, a real capture error inside CUDA graph capture), load_stub, load_import
   oom_above=F         die with OOM unless --mem-fraction-static <= F
   children=N          start N child processes (and each a grandchild), like SGLang's scheduler/detokenizer
   stubborn            those children ignore SIGTERM (teardown must escalate to SIGKILL)
@@ -45,7 +48,18 @@ import sys
 import time
 from typing import Any, ClassVar
 
+from sglang_logs import scheduler_failure
+
 OPTIONS = {k: v for k, _, v in (o.partition("=") for o in os.environ.get("STANDIN", "").split(",") if o)}
+SGLANG_05_DEATHS = {  # exit=KIND: (the innermost cause in sglang_logs.CAUSES, the phase it is raised in)
+    "scheduler_crash": ("nonetype", "load"),
+    "capture_stub": ("stub", "capture"),
+    "capture_oom": ("oom", "capture"),
+    "capture_capturing": ("capturing", "capture"),
+    "load_stub": ("stub", "load"),
+    "load_import": ("import", "load"),
+    "running_crash": ("nonetype", "running"),  # crash_on_request
+}
 DEATH_TEXT = {
     "graph_capture": "Exception: Capture cuda graph failed: CUDA error: "
     "operation not permitted when stream is capturing\n"
@@ -53,9 +67,6 @@ DEATH_TEXT = {
     "oom_torch": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. "
     "GPU 0 has a total capacity of 95.00 GiB",
     "oom_kv": "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
-    "scheduler_crash": 'Scheduler hit an exception: Traceback (most recent call last):\n  File "scheduler.py", line 1\n'
-    "TypeError: object of type 'NoneType' has no len()\n"
-    "Received sigquit from a child process. It usually means the child failed.",
     "port_in_use": "OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 30000): "
     "Address already in use",
     "plain": "",
@@ -145,9 +156,10 @@ def hold_gpu_code() -> str:
     return f"import torch; _held = torch.empty({size}, dtype=torch.uint8, device='cuda'); torch.cuda.synchronize(); "
 
 
-def die_like_a_scheduler() -> None:
+def die_like_a_scheduler(kind: str = "scheduler_crash") -> None:
     """SGLang's crash path: the child SIGQUITs the parent, which SIGKILLs its whole tree (returncode -9)."""
-    log(DEATH_TEXT["scheduler_crash"])
+    cause, phase = SGLANG_05_DEATHS[kind]
+    print(scheduler_failure(cause, phase), end="", flush=True)
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
@@ -232,7 +244,7 @@ class Server:
             self.reply(writer, 401, {"error": "invalid api key"})
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/generate"):
             if "crash_on_request" in OPTIONS:
-                die_like_a_scheduler()
+                die_like_a_scheduler("running_crash")
             if "exit_on_request" in OPTIONS:
                 log("Child process unexpectedly failed with an exit code 1. pid=0")
                 os._exit(1)
@@ -354,10 +366,10 @@ def main() -> None:
     death = OPTIONS.get("exit")
     if "oom_above" in OPTIONS and (args.mem_fraction_static or 0.9) > float(OPTIONS["oom_above"]):
         death = "oom_kv"
+    if death in SGLANG_05_DEATHS:
+        die_like_a_scheduler(death)
     if death:
         log(DEATH_TEXT[death])
-        if death == "scheduler_crash":
-            os.killpg(os.getpgid(0), signal.SIGKILL)
         sys.exit(1)
     if os.environ.get("STANDIN_READY"):
         with open(os.environ["STANDIN_READY"], "w") as f:

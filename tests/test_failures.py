@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sglang_logs import CAPTURE_ADVICE, CAUSES, STUB, scheduler_failure
+
 from pytest_sglang_ablate import engines
+from pytest_sglang_ablate.engines import EngineProfile
 from pytest_sglang_ablate.errors import FailureClass as F
-from pytest_sglang_ablate.server.failures import classify, describe
+from pytest_sglang_ablate.server.failures import Diagnosis, describe, diagnose
 from pytest_sglang_ablate.server.logfile import TAIL_LINES, tail
 
 SGLANG = engines.get("sglang")
@@ -19,6 +22,11 @@ Traceback (most recent call last):
 torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79 GiB
 [2025-01-01 10:00:06] Received sigquit from a child process. It usually means the child failed.
 """
+
+
+def classify(log: Path, returncode: int | None, profile: EngineProfile) -> tuple[F, str]:
+    diagnosis = diagnose(log, returncode, profile)
+    return diagnosis.failure_class, diagnosis.evidence
 
 
 def write_log(tmp_path: Path, text: str) -> Path:
@@ -93,7 +101,7 @@ def test_a_traceback_without_a_known_cause_is_a_crash(tmp_path: Path) -> None:
         'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: something odd\n'
         "Scheduler hit an exception: ValueError: something odd\n",
     )
-    assert classify(log, 1, SGLANG) == (F.CRASH, "Scheduler hit an exception: ValueError: something odd")
+    assert classify(log, 1, SGLANG) == (F.CRASH, "ValueError: something odd")
 
 
 def test_a_log_pattern_wins_over_exit_code_2(tmp_path: Path) -> None:
@@ -139,7 +147,9 @@ def failing_log(tmp_path: Path, lines: int) -> Path:
 
 def test_the_description_names_the_row_what_happened_and_the_class(tmp_path: Path) -> None:
     log = failing_log(tmp_path, 3)
-    message = describe("tp8-dp-attn", F.OOM, "the server exited during startup", "CUDA out of memory", log, 1, SGLANG)
+    message = describe(
+        "tp8-dp-attn", "the server exited during startup", Diagnosis(F.OOM, "CUDA out of memory"), log, 1, SGLANG
+    )
     first, *rest = message.splitlines()
     assert first == "row 'tp8-dp-attn': the server exited during startup [oom]"
     assert "  evidence: CUDA out of memory" in rest
@@ -147,37 +157,37 @@ def test_the_description_names_the_row_what_happened_and_the_class(tmp_path: Pat
 
 
 def test_the_description_says_what_to_do_from_the_engine_hints(tmp_path: Path) -> None:
-    message = describe("r", F.OOM, "exited", "CUDA out of memory", failing_log(tmp_path, 1), 1, SGLANG)
+    message = describe("r", "exited", Diagnosis(F.OOM, "CUDA out of memory"), failing_log(tmp_path, 1), 1, SGLANG)
     assert f"  what to do: {SGLANG.hints[F.OOM]}" in message.splitlines()
     assert "--mem-fraction-static" in message
 
 
 def test_a_class_without_a_hint_says_to_see_the_log(tmp_path: Path) -> None:
-    message = describe("r", F.TEARDOWN, "stop failed", "", failing_log(tmp_path, 1), None, SGLANG)
+    message = describe("r", "stop failed", Diagnosis(F.TEARDOWN, ""), failing_log(tmp_path, 1), None, SGLANG)
     assert "  what to do: see the log" in message.splitlines()
 
 
 def test_the_description_names_the_log_file(tmp_path: Path) -> None:
     log = failing_log(tmp_path, 1)
-    assert f"  log: {log}" in describe("r", F.CRASH, "exited", "boom", log, 1, SGLANG).splitlines()
+    assert f"  log: {log}" in describe("r", "exited", Diagnosis(F.CRASH, "boom"), log, 1, SGLANG).splitlines()
 
 
 def test_the_description_ends_with_the_last_lines_of_the_log(tmp_path: Path) -> None:
     log = failing_log(tmp_path, TAIL_LINES + 25)
-    lines = describe("r", F.CRASH, "exited", "boom", log, 1, SGLANG).splitlines()
+    lines = describe("r", "exited", Diagnosis(F.CRASH, "boom"), log, 1, SGLANG).splitlines()
     marker = lines.index(f"--- last {TAIL_LINES} lines of the server log ---")
     assert lines[marker + 1 :] == [f"log line {i}" for i in range(25, TAIL_LINES + 25)]
 
 
 def test_without_evidence_or_exit_code_those_lines_are_left_out(tmp_path: Path) -> None:
-    message = describe("r", F.STARTUP_TIMEOUT, "no answer", "", failing_log(tmp_path, 1), None, SGLANG)
+    message = describe("r", "no answer", Diagnosis(F.STARTUP_TIMEOUT, ""), failing_log(tmp_path, 1), None, SGLANG)
     assert "evidence:" not in message
     assert "exit code:" not in message
 
 
 def test_a_missing_log_still_gives_a_description_without_a_tail(tmp_path: Path) -> None:
     missing = tmp_path / "never-written.log"
-    lines = describe("r", F.EXITED, "exited", "exit code 1", missing, 1, SGLANG).splitlines()
+    lines = describe("r", "exited", Diagnosis(F.EXITED, "exit code 1"), missing, 1, SGLANG).splitlines()
     assert lines[-1] == f"--- last {TAIL_LINES} lines of the server log ---"
     assert tail(missing) == []
 
@@ -186,9 +196,8 @@ def test_the_description_masks_secrets_in_the_evidence_and_the_log_tail(tmp_path
     log = write_log(tmp_path, "server_args: api_key='sk-verysecret', hf_token='hf_abcdef'\nCUDA out of memory\n")
     message = describe(
         "r",
-        F.OOM,
         "exited",
-        "args had sk-verysecret",
+        Diagnosis(F.OOM, "args had sk-verysecret"),
         log,
         1,
         SGLANG,
@@ -198,3 +207,76 @@ def test_the_description_masks_secrets_in_the_evidence_and_the_log_tail(tmp_path
     assert "hf_abcdef" not in message
     assert "  evidence: args had ***" in message.splitlines()
     assert "server_args: api_key='***', hf_token='***'" in message.splitlines()
+
+
+# SGLang 0.5's own failure output (tests/sglang_logs.py)
+
+
+def test_an_import_stub_during_capture_is_a_crash_in_the_capture_phase(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, scheduler_failure("stub", "capture")), -9, SGLANG)
+    assert d.failure_class is F.CRASH and d.phase == "cuda graph capture"
+    assert d.evidence.startswith("Exception: Capture cuda graph failed: flashinfer.sampling")
+    assert d.advice == tuple(line.strip() for line in CAPTURE_ADVICE.splitlines())
+    assert d.cause == STUB
+
+
+def test_the_same_stub_outside_capture_is_the_same_class(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, scheduler_failure("stub", "load")), -9, SGLANG)
+    assert (d.failure_class, d.phase, d.evidence, d.cause) == (F.CRASH, "model load", STUB, None)
+
+
+def test_an_oom_during_capture_is_an_oom(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, scheduler_failure("oom", "capture")), -9, SGLANG)
+    assert (d.failure_class, d.phase, d.cause) == (F.OOM, "cuda graph capture", CAUSES["oom"])
+
+
+def test_a_real_capture_error_is_graph_capture(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, scheduler_failure("capturing", "capture")), -9, SGLANG)
+    assert (d.failure_class, d.cause) == (F.GRAPH_CAPTURE, CAUSES["capturing"])
+
+
+def test_the_evidence_is_never_the_header_the_sigquit_or_the_kill_line(tmp_path: Path) -> None:
+    for cause, phase in (("nonetype", "load"), ("import", "load"), ("stub", "capture"), ("nonetype", "running")):
+        d = diagnose(write_log(tmp_path, scheduler_failure(cause, phase)), -9, SGLANG)
+        for noise in ("Scheduler hit an exception", "Received sigquit", "kill_process_tree", "E   "):
+            assert noise not in d.evidence, (cause, phase, d.evidence)
+        if phase != "capture":
+            assert d.evidence == CAUSES[cause]
+
+
+def test_exit_minus_9_after_sglangs_own_kill_is_said_to_be_that(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, scheduler_failure("nonetype", "load")), -9, SGLANG)
+    assert "SIGKILL from sglang's own process-tree cleanup" in d.exit_note and "not the kernel" in d.exit_note
+    message = describe("r", "exited", d, write_log(tmp_path, scheduler_failure("nonetype", "load")), -9, SGLANG)
+    assert "  exit code: -9 (SIGKILL from sglang's own process-tree cleanup" in message
+
+
+def test_exit_minus_9_without_it_points_at_the_kernel(tmp_path: Path) -> None:
+    d = diagnose(write_log(tmp_path, "[2026-11-20 10:00:01 TP0] Load weight begin.\n"), -9, SGLANG)
+    assert d.failure_class is F.EXITED and "OOM killer" in d.exit_note
+
+
+def test_a_described_failure_shows_cause_and_phase_and_the_engines_advice(tmp_path: Path) -> None:
+    log = write_log(tmp_path, scheduler_failure("stub", "capture"))
+    lines = describe("r", "the server exited during startup", diagnose(log, -9, SGLANG), log, -9, SGLANG).splitlines()
+    assert lines[0] == "row 'r': the server exited during startup [crash]"
+    assert lines[1].startswith("  evidence: Exception: Capture cuda graph failed: flashinfer.sampling")
+    assert lines[2] == "    Possible solutions:"
+    assert f"  cause: {STUB} (during cuda graph capture)" in lines
+
+
+def test_a_vllm_traceback_with_a_prefix_on_every_line_is_read(tmp_path: Path) -> None:
+    prefix = "(EngineCore_DP0 pid=4567) "
+    body = (
+        "Traceback (most recent call last):\n"
+        '  File "/vllm/v1/engine/core.py", line 90, in __init__\n'
+        "    self.model_executor.load_model()\n"
+        "RuntimeError: No available memory for the cache blocks.\n"
+    )
+    log = write_log(tmp_path, "".join(prefix + line + "\n" for line in body.splitlines()))
+    d = diagnose(log, 1, VLLM)
+    assert (d.failure_class, d.evidence, d.phase) == (
+        F.OOM,
+        "RuntimeError: No available memory for the cache blocks.",
+        "model load",
+    )

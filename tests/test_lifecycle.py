@@ -92,9 +92,14 @@ def test_a_row_is_launched_once_and_shared_by_its_tests(pytester: pytest.Pyteste
         ("exit=graph_capture", "graph_capture", "Capture cuda graph failed"),
         ("exit=oom_torch", "oom", "torch.OutOfMemoryError: CUDA out of memory"),
         ("exit=oom_kv", "oom", "Not enough memory. Please try to increase --mem-fraction-static"),
-        ("exit=scheduler_crash", "crash", "Scheduler hit an exception"),
+        ("exit=scheduler_crash", "crash", "TypeError: object of type 'NoneType' has no len()"),
         ("exit=port_in_use", "port_in_use", "Address already in use"),
         ("exit=plain", "exited", "exit code 1"),
+        # SGLang 0.5's own output: the class comes from the innermost exception, the wrapper is the evidence
+        ("exit=capture_stub", "crash", "Exception: Capture cuda graph failed: flashinfer.sampling"),
+        ("exit=capture_oom", "oom", "Exception: Capture cuda graph failed: CUDA out of memory"),
+        ("exit=capture_capturing", "graph_capture", "Exception: Capture cuda graph failed: CUDA error: operation"),
+        ("exit=load_import", "crash", "ImportError: cannot import name 'Qwen2TokenizerFast' from 'transformers'"),
     ],
 )
 def test_launch_failure_is_classified_with_evidence_hint_and_log_tail(
@@ -105,9 +110,22 @@ def test_launch_failure_is_classified_with_evidence_hint_and_log_tail(
     result.assert_outcomes(errors=2)
     out = result.stdout.str()
     assert f"row 'baseline': the server exited during startup [{failure_class}]" in out
-    assert evidence in out and "what to do:" in out and "--- last 40 lines of the server log ---" in out
+    result.stdout.fnmatch_lines([f"*evidence: *{evidence}*"])
+    assert "what to do:" in out and "--- last 40 lines of the server log ---" in out
     assert len(pids_in(pids)) == 1  # raised once for the row, not relaunched for the second test
     assert gone(pids_in(pids)) == []
+
+
+def test_sglangs_capture_wrapper_names_the_cause_the_phase_and_its_own_kill(pytester: pytest.Pytester) -> None:
+    project(pytester, '  - {features: [], env: {STANDIN: "exit=capture_stub"}}\n')
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*cause: sitecustomize.StubUsed: flashinfer.sampling*(during cuda graph capture)",
+            "*exit code: -9 (SIGKILL from sglang's own process-tree cleanup after the failure*",
+        ]
+    )
 
 
 def test_unknown_flag_is_a_bad_flag_failure(pytester: pytest.Pytester) -> None:

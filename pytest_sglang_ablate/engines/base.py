@@ -50,6 +50,10 @@ class EngineProfile:
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see server/failures.py
     failure_patterns: tuple[tuple[FailureClass, str], ...] = ()
+    # (phase, regex on a traceback chain's text, frames included): when a failure happened, first match wins
+    phase_patterns: tuple[tuple[str, str], ...] = ()
+    # a log line the engine writes when it kills its own process tree after a failure (its exit code is then -9)
+    self_kill_pattern: str | None = None
     # failure class -> what the user should do
     hints: dict[FailureClass, str] = field(default_factory=dict)
     # (info key, value the row asked for) -> the value the engine reports instead, which is no difference

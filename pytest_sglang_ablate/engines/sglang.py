@@ -103,6 +103,12 @@ SGLANG = EngineProfile(
     flush_path="/flush_cache",
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
+    phase_patterns=(
+        ("cuda graph capture", r"Capture cuda graph failed|cuda_graph_runner\.py|in capture\b"),
+        ("model load", r"load_model|model_loader|load_weights"),
+        ("warm-up", r"warmup|warm_up"),
+    ),
+    self_kill_pattern=r"kill_process_tree called",  # the launcher SIGKILLs its own tree after a child fails
     hints=HINTS,
     renames={("speculative_algorithm", "NEXTN"): "EAGLE"},
     gen_throughput_pattern=r"#running-req: 1,.*gen throughput \(token/s\): ([0-9.]+)",

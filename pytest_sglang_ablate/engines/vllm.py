@@ -76,6 +76,7 @@ VLLM = EngineProfile(
     flush_path="/reset_prefix_cache",  # served with VLLM_SERVER_DEV_MODE=1
     default_startup_timeout_s=600.0,
     failure_patterns=FAILURE_PATTERNS,
+    phase_patterns=(("cuda graph capture", r"capture_model|cuda_graph"), ("model load", r"load_model|model_loader")),
     hints=HINTS,
     aliases={"tp": "tensor-parallel-size", "pp": "pipeline-parallel-size", "dp": "data-parallel-size"},
 )

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import psutil
 import requests
 
 from ..engines import EngineProfile
-from ..errors import FailureClass, ServerDied, ServerLaunchError, ServerStartTimeout, TeardownError
+from ..errors import FailureClass, ServerDied, ServerError, ServerLaunchError, ServerStartTimeout, TeardownError
 from ..matrix.args import merge
 from ..matrix.model import ServerSettings
 from ..matrix.rows import Row
@@ -85,22 +85,20 @@ class Server:
         """After a failed request: raise ServerDied (with the cause from the log) if the server has exited."""
         __tracebackhide__ = True
         if poll_until(lambda: not self.alive(), grace_s):
-            message, _ = self.exit_message("the server died during a workload", FailureClass.DIED_DURING_WORKLOAD)
-            raise ServerDied(message, FailureClass.DIED_DURING_WORKLOAD)
+            raise self.exit_failure("the server died during a workload", FailureClass.DIED_DURING_WORKLOAD)
 
-    def exit_message(self, what: str, failure_class: FailureClass | None = None) -> tuple[str, FailureClass]:
-        """Why the exited server failed, from its exit code and log: (message, class). With `failure_class`
-        given, the log's cause is named in the message and that class is reported instead."""
+    def exit_failure(self, what: str, failure_class: FailureClass | None = None) -> ServerError:
+        """Why the exited server failed, from its exit code and log. With `failure_class` given (the server
+        died during a workload), the log's class is named in the message and that class is reported instead."""
         self.process.wait()
         code = self.returncode()
-        cause, evidence = failures.classify(self.log_path, code, self.profile)
+        diagnosis = failures.diagnose(self.log_path, code, self.profile)
         if failure_class is not None:
-            what = f"{what} ({cause})"
-        reported = failure_class or cause
-        message = failures.describe(
-            self.row.id, reported, what, evidence, self.log_path, code, self.profile, self.secrets
-        )
-        return message, reported
+            what = f"{what} ({diagnosis.failure_class})"
+            diagnosis = replace(diagnosis, failure_class=failure_class)
+        message = failures.describe(self.row.id, what, diagnosis, self.log_path, code, self.profile, self.secrets)
+        kind = ServerDied if failure_class is FailureClass.DIED_DURING_WORKLOAD else ServerLaunchError
+        return kind(message, diagnosis.failure_class, diagnosis.text, diagnosis.phase)
 
     def read_config(self) -> dict[str, Any]:
         """The server's own report of its config (the first info endpoint that answers), or {} without one."""
@@ -326,18 +324,10 @@ def _wait_ready(server: Server, began: float) -> None:
     if poll_until(ready_or_gone, began + timeout - time.monotonic()) and server.ready_at:
         return
     if not server.alive():
-        message, cause = server.exit_message("the server exited during startup")
-        raise ServerLaunchError(message, cause)
-    message = failures.describe(
-        server.row.id,
-        FailureClass.STARTUP_TIMEOUT,
-        f"no healthy answer from {url} within {timeout:.0f} s",
-        "",
-        server.log_path,
-        None,
-        profile,
-        server.secrets,
-    )
+        raise server.exit_failure("the server exited during startup")
+    what = f"no healthy answer from {url} within {timeout:.0f} s"
+    diagnosis = failures.Diagnosis(FailureClass.STARTUP_TIMEOUT, "")
+    message = failures.describe(server.row.id, what, diagnosis, server.log_path, None, profile, server.secrets)
     raise ServerStartTimeout(message, FailureClass.STARTUP_TIMEOUT)
 
 
@@ -358,14 +348,7 @@ def _check_config(server: Server, requested: Any) -> None:
     check = config_check.compare(requested, server.info, profile)
     server.unverified = check.unverified
     if check.differences:
-        message = failures.describe(
-            server.row.id,
-            FailureClass.CONFIG_DRIFT,
-            "the server runs a different config than the row asked for",
-            "; ".join(check.differences),
-            server.log_path,
-            None,
-            profile,
-            server.secrets,
-        )
-        raise ServerLaunchError(message, FailureClass.CONFIG_DRIFT)
+        what = "the server runs a different config than the row asked for"
+        diagnosis = failures.Diagnosis(FailureClass.CONFIG_DRIFT, "; ".join(check.differences))
+        message = failures.describe(server.row.id, what, diagnosis, server.log_path, None, profile, server.secrets)
+        raise ServerLaunchError(message, FailureClass.CONFIG_DRIFT, diagnosis.text)
