@@ -301,6 +301,20 @@ def test_launch_as_a_string_asks_for_an_argv_list(tmp_path: Path) -> None:
             "rows[0].id: ",
             "letters, digits and _ . + - only",
         ),
+        (
+            'reason: "spec decoding breaks"',
+            'reason: "x", match: "Capture (cuda"',
+            "match: ",
+            "known_issues[0].match: ",
+            "expected a regular expression (searched in the failure's evidence): missing )",
+        ),
+        (
+            'reason: "spec decoding breaks"',
+            'reason: "x", class: graph_captur',
+            "class: ",
+            "known_issues[0].class: ",
+            "unknown failure class 'graph_captur' (did you mean 'graph_capture'?); expected one of: bad_flag,",
+        ),
     ],
     ids=[
         "empty-version-range",
@@ -309,6 +323,8 @@ def test_launch_as_a_string_asks_for_an_argv_list(tmp_path: Path) -> None:
         "feature-on-null",
         "flag-alias-twice",
         "id-with-equals",
+        "rule-match-not-a-regex",
+        "rule-class-unknown",
     ],
 )
 def test_more_bad_input_is_one_clear_line(

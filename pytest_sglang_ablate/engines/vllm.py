@@ -77,6 +77,7 @@ VLLM = EngineProfile(
     default_startup_timeout_s=600.0,
     failure_patterns=FAILURE_PATTERNS,
     phase_patterns=(("cuda graph capture", r"capture_model|cuda_graph"), ("model load", r"load_model|model_loader")),
+    root_cause_first=True,
     hints=HINTS,
     aliases={"tp": "tensor-parallel-size", "pp": "pipeline-parallel-size", "dp": "data-parallel-size"},
 )

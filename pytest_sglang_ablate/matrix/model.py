@@ -5,6 +5,7 @@ Frozen dataclasses: rows compare by value, and pytest caches the server fixture 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,15 @@ class KnownIssue:
     versions: SpecifierSet | None = None
     workloads: frozenset[str] | None = None
     min_concurrency: int | None = None
+    match: str | None = None  # a regex the failure's evidence must contain, else the case fails instead of xfailing
+    failure_class: str | None = None  # the failure class the failure must have (a FailureClass value), likewise
     where: str = ""
+
+    def fits(self, failure_class: str | None, evidence: str) -> bool:
+        """Whether a failure is the one this rule expects (a rule without match or class takes any)."""
+        if self.failure_class is not None and failure_class != self.failure_class:
+            return False
+        return self.match is None or re.search(self.match, evidence) is not None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from .. import engines
-from ..errors import MatrixError
+from ..errors import FailureClass, MatrixError
 from .args import Args, ArgValue, normalize_key
 from .model import (
     BatchWorkload,
@@ -696,7 +696,15 @@ def _known_issues(
     if top.get("known_issues") is None:
         return ()
     raw = r.sequence(top["known_issues"], top, "known_issues", "known_issues")
-    allowed = {"when": True, "reason": True, engine: False, "workloads": False, "min_concurrency": False}
+    allowed = {
+        "when": True,
+        "reason": True,
+        engine: False,
+        "workloads": False,
+        "min_concurrency": False,
+        "match": False,
+        "class": False,
+    }
     out = []
     for i, item in enumerate(raw):
         p = f"known_issues[{i}]"
@@ -728,7 +736,37 @@ def _known_issues(
                 min_concurrency=None
                 if mc is None
                 else r.integer(mc, body, "min_concurrency", f"{p}.min_concurrency", minimum=1),
+                match=_regex(r, body, "match", f"{p}.match"),
+                failure_class=_failure_class(r, body, f"{p}.class"),
                 where=p,
             )
         )
     return tuple(out)
+
+
+def _regex(r: _Reader, body: LineDict, key: str, path: str) -> str | None:
+    if body.get(key) is None:
+        return None
+    text = r.string(body[key], body, key, path)
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise r.fail(
+            body, key, path, f"expected a regular expression (searched in the failure's evidence): {e}"
+        ) from None
+    return text
+
+
+def _failure_class(r: _Reader, body: LineDict, path: str) -> str | None:
+    if body.get("class") is None:
+        return None
+    names = [c.value for c in FailureClass]
+    value = r.string(body["class"], body, "class", path)
+    if value not in names:
+        raise r.fail(
+            body,
+            "class",
+            path,
+            f"unknown failure class '{value}'{_suggest(value, names)}; expected one of: {', '.join(names)}",
+        )
+    return value

@@ -38,6 +38,7 @@ class Case:
     xfail: str | None  # the known issues' reason when this case is expected to fail
     # True when every matching rule covers the whole row: only a failed launch is the expected failure
     xfail_launch_only: bool = True
+    rules: tuple[KnownIssue, ...] = ()  # the known issues that expect this case to fail
 
     @property
     def id(self) -> str:
@@ -49,6 +50,22 @@ class Case:
         """What counts as the known failure: a failed launch, or for rules limited to some workloads or levels
         (an OOM at high concurrency), also the server dying mid-workload. Never a timeout or a wrong answer."""
         return (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
+
+    def misfit(self, failure_class: str | None, evidence: str) -> str | None:
+        """None when a server failure is one the case's known issues expect (any rule fits), else why not."""
+        if not self.rules or any(rule.fits(failure_class, evidence) for rule in self.rules):
+            return None
+        wanted = []
+        for rule in self.rules:
+            parts = [
+                f"class {rule.failure_class}" if rule.failure_class else "",
+                f"/{rule.match}/" if rule.match else "",
+            ]
+            wanted.append(f"{rule.where} ({' and '.join(p for p in parts if p)})")
+        return (
+            f"the server failed [{failure_class}], but not as the known issue says: {'; '.join(wanted)} "
+            "did not match. A different failure is not the expected one; see the error below."
+        )
 
 
 @dataclass(frozen=True)
@@ -164,5 +181,6 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
             levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)
             for level in levels:
                 rules = matching_rules(issues, spec.features, w, level)
-                cases.append(Case(row, w, level, reason(rules), all(_whole_row_rule(r) for r in rules)))
+                launch_only = all(_whole_row_rule(r) for r in rules)
+                cases.append(Case(row, w, level, reason(rules), launch_only, tuple(rules)))
     return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)

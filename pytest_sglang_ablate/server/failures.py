@@ -71,24 +71,26 @@ def _traceback(lines: list[str], start: int) -> tuple[Raised | None, int]:
     return None, i
 
 
-def last_chain(text: str) -> tuple[list[Raised], str]:
-    """The exceptions of the log's last chain of tracebacks, innermost cause first, and the chain's text."""
+def chains(text: str) -> list[tuple[list[Raised], str]]:
+    """Every chain of tracebacks in the log, in order: its exceptions (innermost cause first) and its text."""
     lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if TRACEBACK in line]
+    out: list[tuple[list[Raised], str]] = []
     chain: list[Raised] = []
-    chain_start, chain_end = None, 0
-    for start in starts:
+    chain_start, chain_end = 0, 0
+    for start in (i for i, line in enumerate(lines) if TRACEBACK in line):
         raised, end = _traceback(lines, start)
         if raised is None:
             continue
-        between = [ln.strip() for ln in lines[chain_end:start]] if chain else []
+        between = [ln.strip() for ln in lines[chain_end:start]]
         if not (chain and any(c in between for c in CHAINED) and all(not b or b in CHAINED for b in between)):
-            chain, chain_start = [], start  # not chained to the one before: a new chain
+            if chain:  # not chained to the one before: that chain is complete
+                out.append((chain, "\n".join(lines[chain_start:chain_end])))
+            chain, chain_start = [], start
         chain.append(raised)
         chain_end = end
-    if not chain or chain_start is None:
-        return [], ""
-    return chain, "\n".join(lines[chain_start:chain_end])
+    if chain:
+        out.append((chain, "\n".join(lines[chain_start:chain_end])))
+    return out
 
 
 def _match(profile: EngineProfile, text: str) -> FailureClass | None:
@@ -123,13 +125,17 @@ def diagnose(log: Path, returncode: int | None, profile: EngineProfile) -> Diagn
     except FileNotFoundError:
         text = ""
     note = _exit_note(returncode, text, profile)
-    chain, chain_text = last_chain(text)
-    if chain:
+    found_chains = chains(text)
+    if found_chains:
+        chain, chain_text = found_chains[-1]
         outer, inner = chain[-1], chain[0]
+        if profile.root_cause_first and len(found_chains) > 1:
+            # the engine's own process logged the root cause first; the launcher's last error only points at it
+            inner, chain_text = found_chains[0][0][0], found_chains[0][1] + "\n" + chain_text
         phase = next((name for name, pattern in profile.phase_patterns if re.search(pattern, chain_text)), None)
         # the innermost exception decides; a wrapper's own words ("Capture cuda graph failed") only say when
         failure_class = _match(profile, "\n".join([inner.line, *inner.more])) or FailureClass.CRASH
-        cause = inner.line if len(chain) > 1 else None
+        cause = inner.line if inner is not outer else None
         return Diagnosis(failure_class, outer.line, outer.more, cause, phase, note)
     found = _last_matching_line(profile, text)
     if found is not None:
