@@ -16,7 +16,7 @@ import pytest
 from .adapter.collect import MatrixFile, marks
 from .adapter.fixtures import ablate_progress, ablate_record, sglang_server
 from .adapter.options import pytest_addoption, resolve_settings
-from .adapter.state import CASE, FAILURE, STATE, State, param
+from .adapter.state import CASE, FAILURE, PHASE, STATE, State, param
 
 __all__ = ["ablate_progress", "ablate_record", "pytest_addoption", "resolve_settings", "sglang_server"]
 
@@ -142,6 +142,8 @@ class AblationHooks:
         error = call.excinfo.value if call.excinfo is not None else None
         if isinstance(error, ServerError) and error.failure_class is not None:
             report.user_properties.append((FAILURE, error.failure_class.value))
+            if error.phase:
+                report.user_properties.append((PHASE, error.phase))
         if case is not None and isinstance(error, ServerError) and getattr(report, "wasxfail", None) is not None:
             # xfail(raises=...) took any server failure; a known issue with `match:`/`class:` takes only its own
             failure_class = error.failure_class.value if error.failure_class else None

@@ -97,6 +97,19 @@ def test_launch_failure_is_recorded_with_its_class(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["no case passed: bench.json has an empty benchmarks list"])
 
 
+def test_an_sglang_crash_is_recorded_with_its_phase_and_evidence_not_its_last_log_line(
+    pytester: pytest.Pytester,
+) -> None:
+    write_matrix(pytester, "exit=capture_stub")
+    ablate(pytester, "-k", "nextn-single and not radix_cache").assert_outcomes(errors=1)
+    (record,) = records(pytester)
+    assert (record["failure_class"], record["failure_phase"]) == ("crash", "cuda graph capture")
+    assert record["message"].startswith("row 'nextn': the server exited during startup [crash]; evidence: Exception:")
+    assert "kill_process_tree" not in record["message"] and "E   " not in record["message"]
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "crash during cuda graph capture: row 'nextn'" in report
+
+
 def test_results_survive_kill_9_and_resume_measures_only_what_is_missing(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

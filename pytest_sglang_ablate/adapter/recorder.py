@@ -4,11 +4,12 @@ the session (not on xdist workers); what it needs travels in each report's user_
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .state import CASE, FAILURE, MEASURED
+from .state import CASE, FAILURE, MEASURED, PHASE
 
 if TYPE_CHECKING:
     from ..matrix.prepare import Prepared
@@ -27,8 +28,8 @@ def outcome(report: pytest.TestReport) -> str:
 def failure_text(report: pytest.TestReport) -> str:
     """What failed, without the traceback: the exception's message where pytest has it, else the whole report."""
     crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message)
+    if crash is not None:  # our own errors' messages say what failed; their type name adds nothing
+        return re.sub(r"^pytest_sglang_ablate\.errors\.\w+: ", "", str(crash.message))
     if isinstance(report.longrepr, tuple):  # a skip or xfail: (path, line, "Skipped: reason")
         return str(report.longrepr[2])
     return str(report.longrepr) if report.longrepr else ""
@@ -67,7 +68,7 @@ class ResultsRecorder:
         from ..results.benchmark import entry, stable_nodeid
         from ..results.record import CaseResult
 
-        props: dict[str, Any] = {k: v for k, v in report.user_properties if k in (CASE, FAILURE, MEASURED)}
+        props: dict[str, Any] = {k: v for k, v in report.user_properties if k in (CASE, FAILURE, PHASE, MEASURED)}
         case = self.cases.get(props.get(CASE, ""))
         # the case's last word: its call, a setup that did not pass (launch failure, xfail), a failed teardown
         final = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed
@@ -87,6 +88,7 @@ class ResultsRecorder:
                 measured["extra_info"] if measured else None,
                 stable_nodeid(report.nodeid),
                 report.duration,
+                failure_phase=props.get(PHASE) if failure_class else None,
             )
         )
         session = self.config.pluginmanager.get_plugin("pytest-benchmark")

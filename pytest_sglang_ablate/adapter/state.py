@@ -28,7 +28,7 @@ class State:
 
 STATE = pytest.StashKey[State]()
 # what a case's reports carry to the process that records them (the xdist controller collects nothing itself)
-CASE, FAILURE, MEASURED = "ablate_case", "ablate_failure_class", "ablate_measured"
+CASE, FAILURE, PHASE, MEASURED = "ablate_case", "ablate_failure_class", "ablate_failure_phase", "ablate_measured"
 
 
 def param(item: pytest.Item, name: str) -> Any:

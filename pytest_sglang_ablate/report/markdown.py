@@ -34,7 +34,8 @@ class Notes:
 
 def _why(r: CaseResult) -> str:
     if r.failure_class:
-        return f"{r.failure_class}: {r.message or ''}".strip()
+        phase = f" during {r.failure_phase}" if r.failure_phase else ""
+        return f"{r.failure_class}{phase}: {r.message or ''}".strip()
     if r.outcome == "xpassed" or "XPASS" in (r.message or ""):
         return f"ran, although a known issue says it should not: {r.known_issue} (the rule is stale)"
     return str(r.message or r.outcome)

@@ -26,6 +26,7 @@ class CaseResult:
     concurrency: int | None = None
     requests: int | None = None
     failure_class: str | None = None  # a FailureClass value, when the server caused the failure
+    failure_phase: str | None = None  # when the server failed, where its log says: "cuda graph capture", ...
     known_issue: str | None = None  # the known-issue reason when the case was expected to fail
     message: str | None = None  # the failure's first line (and the evidence line of a server failure)
     figures: dict[str, Any] | None = None  # the benchmark entry's extra_info
@@ -47,6 +48,7 @@ class CaseResult:
         figures: dict[str, Any] | None,
         nodeid: str,
         duration_s: float,
+        failure_phase: str | None = None,
     ) -> CaseResult:
         lines = [line.strip() for line in failure_text.strip().splitlines() if line.strip()]
         # the error's first line, and for server failures the log line that decided the class
@@ -63,6 +65,7 @@ class CaseResult:
             concurrency=case.level.concurrency if case.level else None,
             requests=case.level.requests if case.level else None,
             failure_class=failure_class,
+            failure_phase=failure_phase,
             known_issue=case.xfail,
             message=message[:500] or None,
             figures=figures,
