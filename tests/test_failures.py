@@ -7,6 +7,7 @@ from sglang_logs import CAPTURE_ADVICE, CAUSES, STUB, scheduler_failure
 from pytest_sglang_ablate import engines
 from pytest_sglang_ablate.engines import EngineProfile
 from pytest_sglang_ablate.errors import FailureClass as F
+from pytest_sglang_ablate.matrix.model import KnownIssue
 from pytest_sglang_ablate.server.failures import Diagnosis, describe, diagnose
 from pytest_sglang_ablate.server.logfile import TAIL_LINES, tail
 
@@ -289,3 +290,30 @@ def test_a_real_vllm_failure_names_the_workers_root_cause(tmp_path: Path) -> Non
     assert d.evidence.startswith("RuntimeError: Engine core initialization failed. See root cause above.")
     assert d.cause is not None and d.cause.startswith("RuntimeError: _C::static_scaled_fp8_quant() expected at most 0")
     assert (d.failure_class, d.phase) == (F.CRASH, "model load")
+
+
+REAL = Path(__file__).parent / "data" / "logs"  # logs of real SGLang 0.5.15 on an H200, as the plugin saved them
+
+
+def test_real_sglang_refusing_nextn_with_flex_attention_is_read_and_fits_its_known_issue() -> None:
+    d = diagnose(REAL / "sglang-0.5.15-nextn-flex-refused.log", 1, SGLANG)
+    assert d.evidence == "AssertionError: Speculative decoding is currently not supported with Flex Attention backend"
+    assert (d.failure_class, d.cause, d.exit_note) == (F.CRASH, None, "")
+    rule = KnownIssue(frozenset({"nextn"}), "refused", match="not supported with Flex Attention")
+    assert rule.fits(d.failure_class.value, d.text)
+    assert not rule.fits(F.CRASH.value, "ModuleNotFoundError: No module named 'deep_gemm'")
+
+
+def test_real_sglang_missing_deep_gemm_in_draft_capture_is_a_crash_during_capture() -> None:
+    d = diagnose(REAL / "sglang-0.5.15-nextn-no-deep-gemm.log", -9, SGLANG)
+    assert (d.failure_class, d.evidence, d.phase) == (
+        F.CRASH,
+        "ModuleNotFoundError: No module named 'deep_gemm'",
+        "cuda graph capture",
+    )
+    assert d.exit_note.startswith("SIGKILL from sglang's own process-tree cleanup")
+
+
+def test_the_log_tail_shows_a_progress_bar_once_in_its_last_state(tmp_path: Path) -> None:
+    log = write_log(tmp_path, "start\nCapturing 0/23\rCapturing 10/23\rCapturing 23/23\nend\n")
+    assert tail(log) == ["start", "Capturing 23/23", "end"]

@@ -104,7 +104,10 @@ SGLANG = EngineProfile(
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
     phase_patterns=(
-        ("cuda graph capture", r"Capture cuda graph failed|cuda_graph_runner\.py|in capture\b"),
+        (
+            "cuda graph capture",
+            r"Capture cuda graph failed|cuda_graph_runner\.py|in capture\b|capture_cuda_graphs|init_cuda_graphs",
+        ),
         ("model load", r"load_model|model_loader|load_weights"),
         ("warm-up", r"warmup|warm_up"),
     ),

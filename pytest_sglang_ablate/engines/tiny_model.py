@@ -1,11 +1,13 @@
-"""Write a tiny random-weight Llama model and its tokenizer to a folder, in seconds, with nothing downloaded.
+"""Write a tiny model and its tokenizer to a folder, in seconds, with nothing downloaded.
 
-    python -m pytest_sglang_ablate.engines.tiny_model OUT_DIR
+    python -m pytest_sglang_ablate.engines.tiny_model OUT_DIR                  # Llama, random weights
+    python -m pytest_sglang_ablate.engines.tiny_model --deepseek-v3 OUT_DIR    # DeepSeek-V3 shape, config only
 
-Run it with the engine's Python (it needs torch, transformers and tokenizers). The model is 2 layers, hidden
-256, vocabulary 2048: enough for a real engine to load, schedule and stream, fast on two CPU cores. Its output
-is gibberish and almost never EOS, so every request runs to max_tokens (what benchmarks want anyway). The
-recipe and the CPU engine are in docs/engines.md.
+Run it with the engine's Python. The Llama (2 layers, hidden 256, vocabulary 2048; needs torch, transformers
+and tokenizers) is enough for a real engine to load, schedule and stream, fast on two CPU cores. The DeepSeek-V3
+one (MLA, MoE, one NextN layer; transformers and tokenizers) has no weights: SGLang's `--load-format dummy` makes
+them, so a GPU checks the real DeepSeek code paths in minutes. Outputs are gibberish and almost never EOS, so
+every request runs to max_tokens (what benchmarks want anyway). docs/engines.md has the recipes.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ def training_text(limit: int = 60) -> list[str]:
     return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.glob("*.py"))[:limit]]
 
 
-def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
-    import torch
+def tokenizer(out: Path, vocab: int) -> dict[str, int]:
+    """An offline byte-level BPE tokenizer with a Llama-3-style chat template; returns its special token ids."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
@@ -51,7 +53,15 @@ def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
+    return {"bos": bos, "eot": tok.token_to_id("<|eot_id|>"), "end": tok.token_to_id("<|end_of_text|>")}
 
+
+def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
+    """A 2-layer Llama with random weights (needs torch): for engines that load weights, as vLLM's CPU build."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    ids = tokenizer(out, vocab)
     torch.manual_seed(seed)
     config = LlamaConfig(
         hidden_size=256,
@@ -63,13 +73,11 @@ def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
         vocab_size=vocab,
         max_position_embeddings=4096,
         tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=tok.token_to_id("<|eot_id|>"),
+        bos_token_id=ids["bos"],
+        eos_token_id=ids["eot"],
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[tok.token_to_id("<|eot_id|>"), tok.token_to_id("<|end_of_text|>")], do_sample=False
-    )
+    model.generation_config = GenerationConfig(eos_token_id=[ids["eot"], ids["end"]], do_sample=False)
     model.save_pretrained(out)
     # transformers 5 writes only `rope_parameters`; engines still read `rope_theta`
     cfg_path = out / "config.json"
@@ -78,12 +86,72 @@ def write(out: Path, vocab: int = 2048, seed: int = 0) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
+# DeepSeek-V3's architecture at toy size: MLA attention, 8 routed + 1 shared expert, 3 layers, one NextN (MTP)
+# layer for speculative decoding. No weights: SGLang's --load-format dummy makes random ones from this config.
+DEEPSEEK_V3 = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "torch_dtype": "bfloat16",
+    "dtype": "bfloat16",
+    "hidden_size": 512,
+    "intermediate_size": 1024,
+    "moe_intermediate_size": 256,
+    "num_hidden_layers": 3,
+    "num_nextn_predict_layers": 1,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "q_lora_rank": 384,
+    "kv_lora_rank": 512,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "v_head_dim": 128,
+    "n_shared_experts": 1,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "routed_scaling_factor": 2.5,
+    "first_k_dense_replace": 1,
+    "moe_layer_freq": 1,
+    "n_group": 1,
+    "topk_group": 1,
+    "topk_method": "noaux_tc",
+    "scoring_func": "sigmoid",
+    "norm_topk_prob": True,
+    "ep_size": 1,
+    "aux_loss_alpha": 0.001,
+    "seq_aux": True,
+    "hidden_act": "silu",
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "rope_scaling": None,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "initializer_range": 0.02,
+    "tie_word_embeddings": False,
+    "use_cache": True,
+}
+
+
+def write_deepseek_v3(out: Path, vocab: int = 2048) -> None:
+    """The tokenizer and config of a toy DeepSeek-V3, for `--load-format dummy` (no torch needed)."""
+    ids = tokenizer(out, vocab)
+    config = {**DEEPSEEK_V3, "vocab_size": vocab, "bos_token_id": ids["bos"], "eos_token_id": ids["eot"]}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    generation = {"bos_token_id": ids["bos"], "eos_token_id": [ids["eot"], ids["end"]], "do_sample": False}
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2))
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m pytest_sglang_ablate.engines.tiny_model OUT_DIR", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[0] != "--deepseek-v3"):
+        print("usage: python -m pytest_sglang_ablate.engines.tiny_model [--deepseek-v3] OUT_DIR", file=sys.stderr)
         return 2
-    write(Path(argv[0]))
-    print(f"tiny model written to {argv[0]}")
+    if len(argv) == 2:
+        write_deepseek_v3(Path(argv[1]))
+        print(f"tiny DeepSeek-V3 config and tokenizer written to {argv[1]} (for --load-format dummy)")
+    else:
+        write(Path(argv[0]))
+        print(f"tiny model written to {argv[0]}")
     return 0
 
 

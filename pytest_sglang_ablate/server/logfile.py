@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 TAIL_LINES = 40
 
 
 def tail(log: Path, lines: int = TAIL_LINES) -> list[str]:
-    """The last `lines` lines (none for a missing file); undecodable bytes are replaced, never raised."""
+    """The last `lines` lines as a terminal shows them (a progress bar redrawn with carriage returns is its last
+    state; a line redrawn in place counts once), none for a missing file; undecodable bytes are replaced."""
     try:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n") for line in deque(f, maxlen=lines)]
+        text = log.read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return []
+    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+    return (shown[:-1] if shown and not shown[-1] else shown)[-lines:]
 
 
 def size(log: Path) -> int:
