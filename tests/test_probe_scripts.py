@@ -30,12 +30,26 @@ class Deprecated(argparse.Action):
         logging.getLogger("sglang").warning("'%s' is deprecated", option_string)
 
 class ServerArgs:
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+        self.__post_init__()
+
+    def __post_init__(self):  # as SGLang 0.5.15 checks combinations, after parsing
+        if self.model_path == "needs-gpu":
+            import gpu_probe  # an error outside SGLang's argument code: no verdict
+        assert not (self.tp_size == 3 and self.disable_radix_cache), "tp 3 needs the radix cache"
+
+    @classmethod
+    def from_cli_args(cls, args):
+        return cls(**vars(args))
+
     @staticmethod
     def add_cli_args(parser):
         assert kernel(3) == 3, "the dummy triton.jit must keep the function"
         parser.add_argument("--model-path", required=True)
         parser.add_argument("--tp-size", type=int)
         parser.add_argument("--disable-cuda-graph", action=Deprecated, nargs=0)
+        parser.add_argument("--disable-radix-cache", action="store_true")
 """
 
 
@@ -73,9 +87,13 @@ def run(script: Path, rows: list[dict[str, Any]], cwd: Path, pythonpath: Path | 
 
 def test_check_returns_none_for_accepted_flags_and_the_parsers_message_otherwise() -> None:
     warnings = probe.Warnings()
-    assert probe.check(FakeServerArgs, ["--model-path", "m", "--tp-size", "2"], warnings) is None
-    assert probe.check(FakeServerArgs, ["--model-path", "m", "--bogus"], warnings) == "unrecognized arguments: --bogus"
-    assert "--tp-size: invalid int value: 'x'" in str(probe.check(FakeServerArgs, ["--tp-size", "x"], warnings))
+    message, parsed = probe.check(FakeServerArgs, ["--model-path", "m", "--tp-size", "2"], warnings)
+    assert message is None and parsed is not None and parsed.tp_size == 2
+    assert probe.check(FakeServerArgs, ["--model-path", "m", "--bogus"], warnings) == (
+        "unrecognized arguments: --bogus",
+        None,
+    )
+    assert "--tp-size: invalid int value: 'x'" in str(probe.check(FakeServerArgs, ["--tp-size", "x"], warnings)[0])
 
 
 def test_warnings_keep_the_message_without_terminal_colours() -> None:
@@ -100,6 +118,17 @@ def test_each_row_gets_the_parsers_verdict_and_its_warnings(tmp_path: Path) -> N
     assert out["warnings"] == {"old": ["'--disable-cuda-graph' is deprecated"]}
 
 
+def test_a_combination_sglangs_own_checks_refuse_is_reported_as_refused(tmp_path: Path) -> None:
+    rows = [
+        {"id": "ok", "argv": ["--model-path", "m", "--tp-size", "3"]},
+        {"id": "refused", "argv": ["--model-path", "m", "--tp-size", "3", "--disable-radix-cache"]},
+        {"id": "unknowable", "argv": ["--model-path", "needs-gpu", "--tp-size", "3", "--disable-radix-cache"]},
+    ]
+    out = run(SGLANG.probe_script, rows, tmp_path, fake_sglang(tmp_path / "site"))
+    assert out["results"] == {"ok": None, "refused": None, "unknowable": None}  # the parser accepts all three
+    assert out["refused"] == {"refused": "AssertionError: tp 3 needs the radix cache"}
+
+
 def test_sglang_in_the_working_directory_is_found_and_not_our_own_sglang_profile(tmp_path: Path) -> None:
     # run by path, Python puts the script's folder (engines/, with our sglang.py) first on sys.path
     out = run(SGLANG.probe_script, [{"id": "ok", "argv": ["--model-path", "m"]}], fake_sglang(tmp_path))
@@ -115,6 +144,7 @@ def test_without_sglang_the_probe_says_so(tmp_path: Path) -> None:
         "error": "sglang is not installed",
         "results": {},
         "warnings": {},
+        "refused": {},
     }
 
 

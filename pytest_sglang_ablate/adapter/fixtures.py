@@ -27,10 +27,14 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     if state is None:
         raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
     from .. import engines
+    from ..engines.probe import refusal_error
     from ..server.launch import start
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
     state.setup.ensure()  # the matrix's prepare steps, once; a failure fails every row
+    refused = refusal_error(matrix.engine, state.prepared.probe, row)
+    if refused is not None:
+        raise refused
     try:
         server = start(
             row, engines.get(matrix.engine), matrix.server, store.logs, matrix.api_key, frozenset(state.secrets)

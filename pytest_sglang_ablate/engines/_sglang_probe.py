@@ -3,9 +3,10 @@ does its argument parser accept each row's flags?
 
 Reads JSON `[{"id": row id, "argv": [flags after the launch prefix]}]` on stdin and prints one JSON line:
 `{"importable", "version", "error", "results": {row id: None or the parser's message}, "warnings": {row id:
-[logged warnings]}}`. It only parses (`ServerArgs.add_cli_args` + `parse_args`, the same in 0.4.x and 0.5.x, with
-no side effects); resolving the args would need a GPU. Standard library only besides sglang: this file must run
-in an environment where pytest-sglang-ablate is not installed.
+[logged warnings]}, "refused": {row id: what SGLang's argument checks raised}}`. It parses (`ServerArgs.add_cli_args`
++ `parse_args`, the same in 0.4.x and 0.5.x), then, best effort, builds `ServerArgs` to run SGLang's own checks of
+flag combinations (e.g. 0.5.15 refuses NEXTN with flex attention there); no GPU is touched on purpose. Standard
+library only besides sglang: this file must run in an environment where pytest-sglang-ablate is not installed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 import types
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -106,24 +108,46 @@ class Warnings(logging.Handler):
         self.messages.append(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
 
 
-def check(server_args: Any, argv: list[str], warnings: Warnings) -> str | None:
-    """None when SGLang's parser accepts `argv`, else its message."""
+def check(server_args: Any, argv: list[str], warnings: Warnings) -> tuple[str | None, argparse.Namespace | None]:
+    """(None, the parsed args) when SGLang's parser accepts `argv`, else (its message, None)."""
     try:
         parser = Parser(prog="sglang serve")  # default allow_abbrev, as SGLang builds it
         server_args.add_cli_args(parser)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            parser.parse_args(argv)
+            return None, parser.parse_args(argv)
     except ParseError as e:
-        return str(e)
+        return str(e), None
     except SystemExit as e:
-        return f"the parser exited with code {e.code}"
+        return f"the parser exited with code {e.code}", None
     except Exception as e:
-        return f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}", None
+
+
+ARGUMENT_CODE = ("/sglang/srt/server_args.py", "/sglang/srt/arg_groups/")  # where SGLang refuses combinations
+
+
+def refusal(server_args: Any, parsed: argparse.Namespace) -> str | None:
+    """Best effort: what SGLang's own argument checks say of parsed args, without a GPU. Building ServerArgs runs
+    them in `__post_init__` (0.5.15) or `resolve_once` (later). Only an error raised by SGLang's argument code
+    itself is a refusal; anything else (no GPU, no model config offline, another version's layout) says nothing."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            built = server_args.from_cli_args(parsed)
+            resolve = getattr(built, "resolve_once", None)
+            if callable(resolve):
+                resolve()
+    except (AssertionError, ValueError) as e:  # how SGLang's argument code refuses: `assert` and `raise ValueError`
+        frames = traceback.extract_tb(e.__traceback__)
+        if frames and any(part in frames[-1].filename.replace("\\", "/") for part in ARGUMENT_CODE):
+            return f"{type(e).__name__}: {e}"
+    except Exception:
+        pass
     return None
 
 
 def probe(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"importable": False, "version": None, "error": None, "results": {}, "warnings": {}}
+    out["refused"] = {}
     try:
         out["version"] = importlib.metadata.version("sglang")
     except importlib.metadata.PackageNotFoundError:
@@ -139,9 +163,13 @@ def probe(rows: list[dict[str, Any]]) -> dict[str, Any]:
     logging.getLogger().addHandler(warnings)
     for row in rows:
         warnings.messages.clear()
-        out["results"][row["id"]] = check(server_args, list(row["argv"]), warnings)
+        message, parsed = check(server_args, list(row["argv"]), warnings)
+        out["results"][row["id"]] = message
         if warnings.messages:
             out["warnings"][row["id"]] = list(warnings.messages)
+        refused = refusal(server_args, parsed) if parsed is not None else None
+        if refused:
+            out["refused"][row["id"]] = refused
     return out
 
 

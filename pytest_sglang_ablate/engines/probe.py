@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .. import engines
+from ..errors import FailureClass, ServerLaunchError
 from ..matrix.rows import Ablation, Row
 
 PROBE_TIMEOUT_S = 120  # importing SGLang's server_args takes 2-4 s on a 2-core machine
@@ -21,6 +22,7 @@ class ProbeResult:
     rejected: dict[str, str] = field(default_factory=dict)  # row id -> the parser's message
     warnings: dict[str, list[str]] = field(default_factory=dict)  # row id -> what the parser warned (deprecations)
     checked: frozenset[str] = frozenset()  # the row ids the parser saw
+    refused: dict[str, str] = field(default_factory=dict)  # row id -> what the engine's own argument checks raised
 
 
 def rejection(engine: str, result: ProbeResult, row: Row, file: str) -> str:
@@ -70,6 +72,23 @@ def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
     rejected = {k: v for k, v in out.get("results", {}).items() if v}
     warnings = {k: list(v) for k, v in out.get("warnings", {}).items() if v}
     checked = frozenset(str(r["id"]) for r in rows)
-    return ProbeResult(
-        python, version, True, f"flags validated by {matrix.engine} {version}'s parser", rejected, warnings, checked
+    refused = {k: str(v) for k, v in out.get("refused", {}).items() if v}
+    note = f"flags validated by {matrix.engine} {version}'s parser"
+    return ProbeResult(python, version, True, note, rejected, warnings, checked, refused)
+
+
+def refusal_error(engine: str, result: ProbeResult, row: Row) -> ServerLaunchError | None:
+    """The failure of a row whose flags the engine's own argument checks refused before launch, if they did:
+    raised instead of launching, so no GPU time is spent, and a known issue with `match:` can still expect it."""
+    refused = result.refused.get(row.id)
+    if refused is None:
+        return None
+    message = (
+        f"row '{row.id}': {engine} {result.version} refuses this combination of flags, so it was not launched "
+        f"[{FailureClass.BAD_FLAG}]\n"
+        f"  evidence: {refused}\n"
+        f"  phase: argument check (before launch)\n"
+        f"  server command: {' '.join(row.argv)}\n"
+        f"  what to do: drop the combination, or record it as a known issue (known_issues with match:)"
     )
+    return ServerLaunchError(message, FailureClass.BAD_FLAG, refused, "argument check (before launch)")

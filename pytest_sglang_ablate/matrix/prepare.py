@@ -38,5 +38,6 @@ def prepare(path: Path, shown: str, version: str | None, version_source: str) ->
                 rejected={**result.rejected, **more.rejected},
                 warnings={**result.warnings, **more.warnings},
                 checked=result.checked | more.checked,
+                refused={**result.refused, **more.refused},
             )
     return Prepared(ablation, result, version, version_source)

@@ -14,9 +14,14 @@ from ..matrix.rows import Case, Row
 COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
 
 
-def expected(cases: list[Case], rejected: str | None) -> str:
+def expected(cases: list[Case], rejected: str | None, refused: str | None = None) -> str:
     if rejected:
         return f"invalid flags: {rejected}"
+    if refused:  # the engine's own checks refuse the row: it will not be launched
+        fits = [c for c in cases if c.xfail and c.misfit("bad_flag", refused) is None]
+        if len(fits) == len(cases):
+            return f"xfail, not launched: refused ({refused})"
+        return f"fails, not launched: refused ({refused})"
     failing = [c for c in cases if c.xfail]
     if not failing:
         return "run"
@@ -47,7 +52,13 @@ def summary(cases: list[Case]) -> str:
     return f"{rows} rows, {len(cases)} cases ({xfail} expected to fail); nothing launched"
 
 
-def render(engine: str, launch: tuple[str, ...], cases: list[Case], rejected: dict[str, str]) -> str:
+def render(
+    engine: str,
+    launch: tuple[str, ...],
+    cases: list[Case],
+    rejected: dict[str, str],
+    refused: dict[str, str] | None = None,
+) -> str:
     """One line per row of the selected cases, in run order; the launch prefix is shown once, above."""
     by_row: OrderedDict[Row, list[Case]] = OrderedDict()
     for c in cases:
@@ -58,7 +69,7 @@ def render(engine: str, launch: tuple[str, ...], cases: list[Case], rejected: di
             row.id,
             ", ".join(row.features) or "(none)",
             _command(row, launch),
-            expected(cs, rejected.get(row.id)),
+            expected(cs, rejected.get(row.id), (refused or {}).get(row.id)),
             workloads(cs),
             profile.gpus_needed(row.args),
         ]
@@ -86,7 +97,7 @@ def show(prepared: Prepared, cases: list[Case], secrets: set[str]) -> str:
     if not cases:
         return "no cases selected"
     matrix, probe = prepared.ablation.matrix, prepared.probe
-    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected)]
+    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused)]
     lines += [f"{matrix.engine} {probe.version} warns: {w}" for w in engine_warnings(cases, probe.warnings)]
     lines.append(summary(cases))
     return redact.text("\n".join(lines), secrets)
