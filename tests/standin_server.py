@@ -27,8 +27,10 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
 
 Streaming (POST /v1/completions, /v1/chat/completions with "stream": true) answers like SGLang and vLLM: one
 `data:` chunk per token, then `{"choices": [], "usage": {...}}` when stream_options.include_usage is set, then
-`data: [DONE]`. GET /standin_stats returns the server's own record: for every request its arrival, first and
-last token send times (time.time()) and token counts, plus the most requests ever in flight at once.
+`data: [DONE]`. POST /generate answers like SGLang's native API: `input_ids` or `text` in, `sampling_params`, and
+one `data:` event per token with the text so far and `meta_info` (prompt and completion tokens so far).
+GET /standin_stats returns the server's own record: for every request its arrival, first and last token send
+times (time.time()) and token counts, plus the most requests ever in flight at once.
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent
@@ -172,7 +174,7 @@ class Stats:
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
-    prompt = body.get("prompt")
+    prompt = body.get("prompt", body.get("input_ids", body.get("text")))
     if isinstance(prompt, list):
         n = len(prompt)
     elif isinstance(prompt, str):
@@ -259,7 +261,9 @@ class Server:
             self.reply(writer, 500, {"error": {"message": "scripted failure"}})
             return
         chat = path.endswith("chat/completions")
-        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        native = path == "/generate"  # SGLang's own API: cumulative text and meta_info in every event
+        sampling = body.get("sampling_params") or {}
+        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or sampling.get("max_new_tokens") or 16)
         record: dict[str, Any] = {"arrival": time.time(), "prompt_tokens": prompt_tokens(body), "completion_tokens": n}
         Stats.in_flight += 1
         Stats.max_in_flight = max(Stats.max_in_flight, Stats.in_flight)
@@ -286,7 +290,12 @@ class Server:
                 elif i % 64 == 0:
                     await asyncio.sleep(0)  # as fast as possible, but let other streams in
                 finish = "length" if i == n - 1 else None
-                if chat:
+                chunk: dict[str, Any]
+                if native:
+                    meta: dict[str, Any] = {"prompt_tokens": record["prompt_tokens"], "completion_tokens": i + 1}
+                    meta["finish_reason"] = {"type": "length", "length": n} if finish else None
+                    chunk = {"text": "".join(self.token(j) for j in range(i + 1)), "meta_info": meta}
+                elif chat:
                     key = "reasoning_content" if i < self.reasoning else "content"
                     chunk = {"choices": [{"index": 0, "delta": {key: self.token(i)}, "finish_reason": finish}]}
                 else:

@@ -315,6 +315,13 @@ def test_launch_as_a_string_asks_for_an_argv_list(tmp_path: Path) -> None:
             "known_issues[0].class: ",
             "unknown failure class 'graph_captur' (did you mean 'graph_capture'?); expected one of: bad_flag,",
         ),
+        (
+            "    input_len: 8\n",
+            "    input_len: 8\n    api: grpc\n",
+            "api: grpc",
+            "workloads.batch.api: ",
+            "expected openai or native, got the string 'grpc'",
+        ),
     ],
     ids=[
         "empty-version-range",
@@ -325,6 +332,7 @@ def test_launch_as_a_string_asks_for_an_argv_list(tmp_path: Path) -> None:
         "id-with-equals",
         "rule-match-not-a-regex",
         "rule-class-unknown",
+        "api-unknown",
     ],
 )
 def test_more_bad_input_is_one_clear_line(
@@ -395,3 +403,16 @@ def test_bad_sglang_version_option_names_the_option(pytester: pytest.Pytester) -
         "--ablate-matrix", "m.yaml", "--ablate-plan", "--ablate-sglang-version", "notaversion"
     )
     assert_usage_error(result, "--ablate-sglang-version: ", "expected a version", "'notaversion'")
+
+
+def test_the_native_api_needs_an_engine_that_has_one(tmp_path: Path) -> None:
+    text = edit(
+        "model: org/model\n",
+        "model: org/model\nengine: vllm\n",
+        edit("    input_len: 8\n", "    input_len: 8\n    api: native\n"),
+    )
+    assert_message(
+        load_error(tmp_path, text),
+        f"m.yaml:{line_with(text, 'api: native')}: workloads.batch.api: ",
+        "expected openai: engine vllm has no native API here (sglang has)",
+    )

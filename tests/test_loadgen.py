@@ -99,3 +99,21 @@ def test_a_body_ended_by_closing_the_connection_is_read() -> None:
 
     record = asyncio.run(go())
     assert (len(record.chunk_times), record.completion_tokens) == (1, 3)
+
+
+def native(text: str, completion: int, finished: bool) -> bytes:
+    meta = {
+        "prompt_tokens": 7,
+        "completion_tokens": completion,
+        "finish_reason": {"type": "length"} if finished else None,
+    }
+    return b"data: " + json.dumps({"text": text, "meta_info": meta}).encode()
+
+
+NATIVE = chunked(native("a", 1, False), native("ab", 2, False), native("abc", 3, True), DONE)
+
+
+@pytest.mark.parametrize("cut", [None, -1, *range(1, len(NATIVE), 11)])
+def test_sglangs_native_stream_counts_tokens_from_the_last_meta_info(cut: int | None) -> None:
+    record = feed(NATIVE, cut)
+    assert (len(record.chunk_times), record.prompt_tokens, record.completion_tokens, record.error) == (3, 7, 3, None)

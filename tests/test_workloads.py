@@ -98,6 +98,18 @@ def test_concurrency_really_holds_at_the_level(pytester: pytest.Pytester) -> Non
     assert truth(pytester)["max_in_flight"] == 8
 
 
+def test_a_native_api_level_streams_from_generate_with_the_servers_token_counts(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=500", ", api: native", "-k", "c4").assert_outcomes(passed=1)
+    extra = benchmarks(pytester)["radix_cache-batch-c4"]["extra_info"]
+    assert (extra["api"], extra["completed"], extra["output_tokens"], extra["input_tokens"]) == (
+        "native",
+        12,
+        12 * 30,
+        12 * 24,
+    )
+    assert extra["token_source"] == "server usage" and extra["usage_missing"] == 0
+
+
 def test_each_level_starts_with_a_flush_and_a_short_burst_at_its_own_concurrency(pytester: pytest.Pytester) -> None:
     run(pytester, "tok_rate=500", "", "-k", "batch or truth").assert_outcomes(passed=3)
     record = truth(pytester)

@@ -47,6 +47,8 @@ class EngineProfile:
     # where the server reports its version, if its config report does not ({"version": ...})
     version_path: str | None = None
     flush_path: str | None = None
+    # the engine's own streaming generate endpoint, for workloads with `api: native` (None: it has none)
+    native_path: str | None = None
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see server/failures.py
     failure_patterns: tuple[tuple[FailureClass, str], ...] = ()

@@ -101,6 +101,7 @@ SGLANG = EngineProfile(
     health_path="/health",
     info_paths=("/server_info", "/get_server_info"),  # /get_server_info before 0.4.6-ish, deprecated since
     flush_path="/flush_cache",
+    native_path="/generate",
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
     phase_patterns=(

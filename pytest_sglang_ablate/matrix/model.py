@@ -51,6 +51,7 @@ class BatchWorkload:
     loop_lag_limit_ms: float = 50.0  # the load generator's event-loop lag (p99) above which its clock is off
     client_processes: int = 1  # load-generator processes, for loads one core cannot drive
     client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
+    api: str = "openai"  # "openai" (/v1/completions) or "native" (the engine's own API, SGLang's /generate)
     kind: str = "batch"
 
 

@@ -44,6 +44,8 @@ class _Reader:
     def __init__(self, file: str) -> None:
         self.file = file
         self.aliases: dict[str, str] = {}  # the engine's flag aliases, once the engine is known
+        self.engine = ""  # the engine, and the endpoint of its native API, likewise
+        self.native_path: str | None = None
 
     def fail(self, container: Any, key: Any, path: str, message: str) -> MatrixError:
         return MatrixError(self.file, line_of(container, key) if container is not None else None, path, message)
@@ -255,6 +257,7 @@ BATCH_KEYS = {
     "loop_lag_limit_ms": False,
     "client_processes": False,
     "client_cpus": False,
+    "api": False,
 }
 LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
@@ -281,6 +284,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         )
     profile = engines.get(engine)
     r.aliases = profile.aliases
+    r.engine, r.native_path = engine, profile.native_path
     if "launch" in top:
         launch_raw = top["launch"]
         if isinstance(launch_raw, str):
@@ -520,6 +524,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
                 body.get("client_processes", 1), body, "client_processes", f"{path}.client_processes", minimum=1
             ),
             client_cpus=_cpus(r, body, path),
+            api=_api(r, body, path),
         )
     raise r.fail(
         body,
@@ -527,6 +532,17 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
         f"{path}.kind",
         f"expected kind: single or kind: batch, got {_kind(kind)}",
     )
+
+
+def _api(r: _Reader, body: LineDict, path: str) -> str:
+    api = body.get("api", "openai")
+    if api not in ("openai", "native"):
+        raise r.fail(body, "api", f"{path}.api", f"expected openai or native, got {_kind(api)}")
+    if api == "native" and r.native_path is None:
+        raise r.fail(
+            body, "api", f"{path}.api", f"expected openai: engine {r.engine} has no native API here (sglang has)"
+        )
+    return str(api)
 
 
 def _workloads(r: _Reader, top: LineDict) -> tuple[Workload, ...]:

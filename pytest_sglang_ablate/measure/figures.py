@@ -38,7 +38,7 @@ def single_measured(
 ) -> Measured:
     """TPS@1 over the repetitions (median and spread), with the engine's own logged figure beside it."""
     tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
-    extra: dict[str, Any] = {"workload": workload.name, "repeat": workload.repeat}
+    extra: dict[str, Any] = {"workload": workload.name, "api": "openai", "repeat": workload.repeat}
     if runs:
         last = runs[-1]
         extra.update(
@@ -62,7 +62,12 @@ def batch_figures(
     workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None
 ) -> dict[str, Any]:
     if not runs:
-        return {"workload": workload.name, "concurrency": level.concurrency, "requests": level.requests}
+        return {
+            "workload": workload.name,
+            "api": workload.api,
+            "concurrency": level.concurrency,
+            "requests": level.requests,
+        }
 
     def med(f: Callable[[metrics.LevelMetrics], float]) -> float:
         return statistics.median(f(m) for m in runs)
@@ -70,6 +75,7 @@ def batch_figures(
     last = runs[-1]
     return {
         "workload": workload.name,
+        "api": workload.api,  # which API the requests went to: openai (/v1/completions) or native (/generate)
         "concurrency": level.concurrency,
         "requests": level.requests,
         "repeat": len(runs),

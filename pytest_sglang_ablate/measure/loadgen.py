@@ -55,6 +55,7 @@ class Connection(asyncio.Protocol):
         self.remaining = 0
         self.sse = b""
         self.body = b""
+        self.last = b""
         self.finished: asyncio.Future[None] | None = asyncio.get_event_loop().create_future() if record else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -156,6 +157,7 @@ class Connection(asyncio.Protocol):
             record.completion_tokens = usage.get("completion_tokens")
             if not parsed.get("choices"):
                 return  # the usage-only event, after the last token
+        self.last = event  # SGLang's native stream counts tokens in every event: the last one is read at the end
         if self.keep_text:
             choice = (json.loads(event[5:]).get("choices") or [{}])[0]
             delta = choice.get("delta", choice)
@@ -175,6 +177,10 @@ class Connection(asyncio.Protocol):
             for event in self.body.split(b"\n\n"):
                 if event.startswith(b"data:"):
                     self._event(event, now)
+        if self.record.completion_tokens is None and b'"meta_info"' in self.last:
+            meta = json.loads(self.last[5:]).get("meta_info") or {}  # SGLang's native /generate stream
+            self.record.prompt_tokens = meta.get("prompt_tokens")
+            self.record.completion_tokens = meta.get("completion_tokens")
         self.finished.set_result(None)
 
 

@@ -90,7 +90,16 @@ def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
 
 
 def _bodies(server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int) -> list[bytes]:
-    endpoint, model = _endpoint(server), server.model_id()
+    """Streamed requests for token-id prompts, exactly `max_tokens` out, on the workload's API."""
+    endpoint = _endpoint(server)
+    if workload.api == "native":  # SGLang's own /generate: token ids in, counts in each event's meta_info
+        path = server.profile.native_path or "/generate"
+        sampling = {"max_new_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+        return [
+            encode(endpoint, path, {"input_ids": ids, "sampling_params": sampling, "stream": True})
+            for ids in prompt_ids
+        ]
+    model = server.model_id()
     return [
         encode(
             endpoint,
