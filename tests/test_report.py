@@ -104,3 +104,20 @@ def test_plots_render_from_the_seed_results(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["throughput.png", "tradeoff.png"]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
+
+
+def test_cross_checked_levels_show_both_clients_figures() -> None:
+    records = [r for r in seed_records() if r.kind == "batch" and r.figures][:2]
+    first = replace(
+        records[0],
+        figures={
+            **(records[0].figures or {}),
+            "tpot_ms_mean": 5.0,
+            "cross_check": {"throughput_tok_s": 1234.5, "tpot_ms_mean": 4.5},
+        },
+    )
+    table = report.batch_table([first, records[1]], report.Notes())
+    header, _, row, other = table.splitlines()[:4]
+    assert "bench_serving (p+d), tok/s" in header and "TPOT ours / bench_serving, ms" in header
+    assert "| 1234.50 " in row and "5.00 / 4.50" in row
+    assert "1234.50" not in other

@@ -223,3 +223,62 @@ def test_several_client_processes_share_the_level_and_hold_its_concurrency(pytes
     assert extra["completed"] == 16 and extra["output_tokens"] == 16 * 30
     duration = max(r["end"] for r in record["requests"]) - min(r["arrival"] for r in record["requests"])
     assert close(extra["throughput_tok_s"], 16 * (24 + 30) / duration)
+
+
+# Stands in for `python -m sglang.bench_serving`: reports the stand-in's own record of the level just measured
+# (scaled by FAKE_BENCH_SCALE) in bench_serving's words, and keeps the command line it was given.
+FAKE_BENCH_SERVING = """
+import argparse, json, os, sys, requests
+p = argparse.ArgumentParser()
+for flag in ("--backend", "--host", "--port", "--model", "--tokenizer", "--dataset-name", "--random-input-len",
+             "--random-output-len", "--random-range-ratio", "--num-prompts", "--max-concurrency"):
+    p.add_argument(flag)
+p.add_argument("--disable-tqdm", action="store_true")
+a = p.parse_args()
+json.dump(sys.argv[1:], open("bench_serving_argv.json", "w"))
+stats = requests.get(f"http://{a.host}:{a.port}/standin_stats").json()
+level = [r for r in stats["requests"] if r["completion_tokens"] == int(a.random_output_len)][-int(a.num_prompts):]
+duration = max(r["end"] for r in level) - min(r["arrival"] for r in level)
+tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in level)
+tpot = sum((r["last"] - r["first"]) / (r["completion_tokens"] - 1) for r in level) / len(level)
+scale = float(os.environ.get("FAKE_BENCH_SCALE", "1"))
+print("============ Serving Benchmark Result ============")
+print("{:<40} {:<10.2f}".format("Benchmark duration (s):", duration))
+print("{:<40} {:<10.2f}".format("Total token throughput (tok/s):", scale * tokens / duration))
+print("{:<40} {:<10.2f}".format("Mean TTFT (ms):", 1.0))
+print("{:<40} {:<10.2f}".format("Mean TPOT (ms):", 1000 * tpot))
+"""
+
+
+@pytest.mark.parametrize(
+    ("scale", "outcome"), [("1", {"passed": 1}), ("1.5", {"failed": 1})], ids=["agrees", "disagrees"]
+)
+def test_a_cross_check_measures_the_level_again_with_sglangs_client_and_fails_when_they_disagree(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, scale: str, outcome: dict[str, int]
+) -> None:
+    (pytester.path / "sglang").mkdir()
+    (pytester.path / "sglang" / "__init__.py").write_text("")
+    (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("FAKE_BENCH_SCALE", scale)
+    result = run(pytester, "tok_rate=200", ", cross_check: bench_serving", "-k", "c4")
+    result.assert_outcomes(**outcome)
+    argv = json.loads((pytester.path / "bench_serving_argv.json").read_text())
+    settings = dict(zip(argv[::2], argv[1::2], strict=False))
+    assert settings["--backend"] == "sglang-oai" and settings["--dataset-name"] == "random-ids"
+    assert (settings["--num-prompts"], settings["--max-concurrency"], settings["--random-input-len"]) == (
+        "12",
+        "4",
+        "24",
+    )
+    record = [
+        json.loads(line) for line in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()
+    ]
+    checked = record[0]["figures"]["cross_check"]
+    assert checked["client"] == "sglang.bench_serving"
+    ratio = record[0]["figures"]["throughput_tok_s"] / checked["throughput_tok_s"]
+    if scale == "1":
+        assert abs(ratio - 1) < 0.05
+    else:
+        assert abs(ratio - 1 / 1.5) < 0.05
+        result.stdout.fnmatch_lines(["*throughput_tok_s: ours *, sglang.bench_serving * on the same server (-3?.?%*"])

@@ -49,6 +49,8 @@ class EngineProfile:
     flush_path: str | None = None
     # the engine's own streaming generate endpoint, for workloads with `api: native` (None: it has none)
     native_path: str | None = None
+    # the engine's own serving benchmark, run as `<python> -m <module>` for `cross_check: bench_serving`
+    bench_module: str | None = None
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see server/failures.py
     failure_patterns: tuple[tuple[FailureClass, str], ...] = ()

@@ -102,6 +102,7 @@ SGLANG = EngineProfile(
     info_paths=("/server_info", "/get_server_info"),  # /get_server_info before 0.4.6-ish, deprecated since
     flush_path="/flush_cache",
     native_path="/generate",
+    bench_module="sglang.bench_serving",
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
     phase_patterns=(

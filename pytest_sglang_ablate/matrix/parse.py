@@ -46,6 +46,7 @@ class _Reader:
         self.aliases: dict[str, str] = {}  # the engine's flag aliases, once the engine is known
         self.engine = ""  # the engine, and the endpoint of its native API, likewise
         self.native_path: str | None = None
+        self.bench_module: str | None = None
 
     def fail(self, container: Any, key: Any, path: str, message: str) -> MatrixError:
         return MatrixError(self.file, line_of(container, key) if container is not None else None, path, message)
@@ -258,6 +259,8 @@ BATCH_KEYS = {
     "client_processes": False,
     "client_cpus": False,
     "api": False,
+    "cross_check": False,
+    "cross_check_tolerance": False,
 }
 LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
 
@@ -284,7 +287,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         )
     profile = engines.get(engine)
     r.aliases = profile.aliases
-    r.engine, r.native_path = engine, profile.native_path
+    r.engine, r.native_path, r.bench_module = engine, profile.native_path, profile.bench_module
     if "launch" in top:
         launch_raw = top["launch"]
         if isinstance(launch_raw, str):
@@ -525,6 +528,8 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             ),
             client_cpus=_cpus(r, body, path),
             api=_api(r, body, path),
+            cross_check=_cross_check(r, body, path),
+            cross_check_tolerance=_number(r, body, "cross_check_tolerance", path, 0.05, 0, 1),
         )
     raise r.fail(
         body,
@@ -543,6 +548,17 @@ def _api(r: _Reader, body: LineDict, path: str) -> str:
             body, "api", f"{path}.api", f"expected openai: engine {r.engine} has no native API here (sglang has)"
         )
     return str(api)
+
+
+def _cross_check(r: _Reader, body: LineDict, path: str) -> str | None:
+    value = body.get("cross_check")
+    if value is None:
+        return None
+    if value != "bench_serving":
+        raise r.fail(body, "cross_check", f"{path}.cross_check", f"expected bench_serving, got {_kind(value)}")
+    if r.bench_module is None:
+        raise r.fail(body, "cross_check", f"{path}.cross_check", f"engine {r.engine} has no bench_serving (sglang has)")
+    return str(value)
 
 
 def _workloads(r: _Reader, top: LineDict) -> tuple[Workload, ...]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..matrix.model import BatchWorkload, Level, SingleWorkload
 from ..server import logfile
 from ..server.launch import Server
-from . import metrics
+from . import cross_check, metrics
 from .cpus import pinned
 from .figures import Measured, batch_figures, single_measured
 from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
@@ -175,10 +175,14 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         if problems:
             break
     accept = server.profile.accept_length(server.read_config())  # after the level: the engine's running average
+    figures = batch_figures(workload, level, runs, accept)
+    if workload.cross_check and runs and not problems:  # the same level again, by the engine's own client
+        figures["cross_check"] = cross_check.run(server, workload, level)
+        problems += cross_check.differences(figures, figures["cross_check"], workload.cross_check_tolerance)
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
-        extra_info=batch_figures(workload, level, runs, accept),
+        extra_info=figures,
         problems=problems,
     )
 

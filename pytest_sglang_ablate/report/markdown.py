@@ -97,6 +97,15 @@ def batch_table(records: list[CaseResult], notes: Notes) -> str:
         "Total req",
         "Max running req",
     ]
+    checked = [(r.figures or {}).get("cross_check") for r in records if r.kind == "batch"]
+    if any(checked):  # the same levels measured by the engine's own client: both figures side by side
+        headers += ["bench_serving (p+d), tok/s", "TPOT ours / bench_serving, ms"]
+        batch = [r for r in records if r.kind == "batch"]
+        for row, r, other in zip(rows, batch, checked, strict=True):
+            mine = (r.figures or {}).get("tpot_ms_mean")
+            theirs = (other or {}).get("tpot_ms_mean")
+            tpot = f"{_num(mine)} / {_num(theirs)}" if other and mine is not None else ""
+            row += [_num((other or {}).get("throughput_tok_s")), tpot]
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no batch cases)"
 
 
