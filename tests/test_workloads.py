@@ -61,8 +61,13 @@ def truth(pytester: pytest.Pytester) -> dict[str, Any]:
     return json.loads((pytester.path / "truth.json").read_text())  # type: ignore[no-any-return]
 
 
-def close(measured: float, true: float, within: float = 0.01) -> bool:
-    return abs(measured - true) <= within * abs(true)
+def close(measured: float, true: float, within: float = 0.01, slack: float = 0.0) -> bool:
+    return abs(measured - true) <= within * abs(true) + slack
+
+
+# our TTFT starts when the request is sent, the server's when it has read it: ours also holds the loopback trip and
+# the server's accept, 1-2 ms on an idle 2-core machine (seen as 2.2 % of an 80 ms TTFT in a clean-clone CI run)
+TTFT_SLACK_MS = 5.0
 
 
 @pytest.mark.quiet
@@ -73,7 +78,7 @@ def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None
     single = bench["radix_cache-single"]["extra_info"]
     s = measured[0]
     assert close(single["tps_at_1"], (s["completion_tokens"] - 1) / (s["last"] - s["first"]))
-    assert close(single["ttft_ms"], 1000 * (s["first"] - s["arrival"]), within=0.02)
+    assert close(single["ttft_ms"], 1000 * (s["first"] - s["arrival"]), within=0.02, slack=TTFT_SLACK_MS)
     assert single["completion_tokens"] == 90 and single["token_source"] == "server usage"
     assert close(
         single["engine_gen_throughput_tok_s"], single["tps_at_1"], within=0.05
@@ -84,7 +89,8 @@ def test_figures_match_the_servers_own_record(pytester: pytest.Pytester) -> None
     assert close(batch["throughput_tok_s"], sum(r["prompt_tokens"] + r["completion_tokens"] for r in c8) / duration)
     true_per_request = sum(r["completion_tokens"] / (r["end"] - r["arrival"]) for r in c8) / len(c8)
     assert close(batch["per_request_decode_tok_s"], true_per_request)
-    assert close(batch["ttft_ms_mean"], 1000 * sum(r["first"] - r["arrival"] for r in c8) / len(c8), within=0.02)
+    true_ttft_ms = 1000 * sum(r["first"] - r["arrival"] for r in c8) / len(c8)
+    assert close(batch["ttft_ms_mean"], true_ttft_ms, within=0.02, slack=TTFT_SLACK_MS)
     assert (batch["input_tokens"], batch["output_tokens"], batch["completed"], batch["failed"]) == (
         16 * 24,
         16 * 30,
