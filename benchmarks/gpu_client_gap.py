@@ -34,15 +34,11 @@ from typing import Any
 
 import requests
 
+from pytest_sglang_ablate.engines.sglang import SGLANG
 from pytest_sglang_ablate.measure import metrics
 from pytest_sglang_ablate.measure.loadgen import Endpoint, closed_loop_processes, encode
 
-BENCH_KEYS = {
-    "throughput": r"Total token throughput \(tok/s\):\s+([0-9.]+)",
-    "tpot_ms": r"Mean TPOT \(ms\):\s+([0-9.]+)",
-    "ttft_ms": r"Mean TTFT \(ms\):\s+([0-9.]+)",
-    "duration_s": r"Benchmark duration \(s\):\s+([0-9.]+)",
-}
+FIGURES = SGLANG.bench_client.figures if SGLANG.bench_client else {}  # how bench_serving's output is read
 
 
 def bench_serving(args: argparse.Namespace, backend: str) -> dict[str, Any]:
@@ -78,10 +74,10 @@ def bench_serving(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         cmd += ["--dataset-path", args.dataset_path]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     out: dict[str, Any] = {"run": f"bench_serving {backend}", "rc": done.returncode}
-    for key, pattern in BENCH_KEYS.items():
+    for key, pattern in FIGURES.items():
         found = re.search(pattern, done.stdout)
         out[key] = float(found.group(1)) if found else None
-    if out["throughput"] is None:
+    if out["throughput_tok_s"] is None:
         out["error"] = (done.stdout + done.stderr)[-1500:]
     return out
 
@@ -120,9 +116,9 @@ def ours(args: argparse.Namespace, processes: int, flush: bool, burst: bool, see
     name = f"ours p{processes}" + (" flush" if flush else "") + (" burst" if burst else "")
     return {
         "run": name,
-        "throughput": m.throughput_tok_s,
-        "tpot_ms": m.tpot.mean,
-        "ttft_ms": m.ttft.mean,
+        "throughput_tok_s": m.throughput_tok_s,
+        "tpot_ms_mean": m.tpot.mean,
+        "ttft_ms_mean": m.ttft.mean,
         "duration_s": m.duration_s,
         "failed": m.failed,
         "client_cpu": health.cpu_fraction,
@@ -159,7 +155,7 @@ def main() -> int:
             runs.append(run)
             print(json.dumps(run), flush=True)
     reference = statistics.median(
-        x["throughput"] for x in runs if x["run"] == "bench_serving sglang-oai" and x["throughput"]
+        x["throughput_tok_s"] for x in runs if x["run"] == "bench_serving sglang-oai" and x["throughput_tok_s"]
     )
     print(
         f"\nmedian over {args.rounds} rounds; c{args.concurrency}, {args.requests} requests, "
@@ -167,13 +163,13 @@ def main() -> int:
     )
     print(f"{'run':34} {'tok/s (p+d)':>12} {'vs oai':>7} {'TPOT ms':>8} {'TTFT ms':>8}")
     for name in dict.fromkeys(x["run"] for x in runs):
-        xs = [x for x in runs if x["run"] == name and x.get("throughput")]
+        xs = [x for x in runs if x["run"] == name and x.get("throughput_tok_s")]
         if not xs:
             print(f"{name:34} failed")
             continue
-        tput = statistics.median(x["throughput"] for x in xs)
-        tpot = statistics.median(x["tpot_ms"] for x in xs)
-        ttft = statistics.median(x["ttft_ms"] for x in xs)
+        tput = statistics.median(x["throughput_tok_s"] for x in xs)
+        tpot = statistics.median(x["tpot_ms_mean"] for x in xs)
+        ttft = statistics.median(x["ttft_ms_mean"] for x in xs)
         print(f"{name:34} {tput:12,.0f} {tput / reference:7.2f} {tpot:8.2f} {ttft:8.1f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -21,6 +21,30 @@ def module_python(launch: list[str], module: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class BenchLoad:
+    """What a cross-check's run of the engine's benchmark client must match: the server and our level."""
+
+    host: str
+    port: int
+    model: str
+    api: str  # "openai" or "native"
+    input_len: int
+    output_len: int
+    requests: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class BenchClient:
+    """The engine's own serving benchmark, run as `<engine python> -m <module> <argv(load)>`."""
+
+    module: str
+    argv: Callable[[BenchLoad], list[str]]
+    # our figure's name -> a regex on the client's output whose group 1 is that figure
+    figures: dict[str, str]
+
+
+@dataclass(frozen=True)
 class EngineProfile:
     name: str
     # the argv prefix that starts a server when the matrix has no `launch:`
@@ -49,8 +73,8 @@ class EngineProfile:
     flush_path: str | None = None
     # the engine's own streaming generate endpoint, for workloads with `api: native` (None: it has none)
     native_path: str | None = None
-    # the engine's own serving benchmark, run as `<python> -m <module>` for `cross_check: bench_serving`
-    bench_module: str | None = None
+    # the engine's own serving benchmark, for `cross_check: bench_serving` (None: it has none)
+    bench_client: BenchClient | None = None
     default_startup_timeout_s: float = 600.0
     # (failure class, regex on the log), most specific first; see server/failures.py
     failure_patterns: tuple[tuple[FailureClass, str], ...] = ()

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import FailureClass as F
 from ..matrix.args import Args, int_value, lookup
-from .base import EngineProfile, module_python
+from .base import BenchClient, BenchLoad, EngineProfile, module_python
 
 LAUNCH_MODULE = "sglang.launch_server"
 
@@ -83,6 +83,34 @@ HINTS = {
 }
 
 
+def _bench_argv(load: BenchLoad) -> list[str]:
+    """bench_serving on random token ids of exactly our lengths (`random-ids`: no dataset download), our request
+    count and concurrency, through the same API (sglang-oai: /v1/completions; sglang: native /generate)."""
+    settings = {
+        "--backend": {"openai": "sglang-oai", "native": "sglang"}[load.api],
+        "--host": load.host,
+        "--port": str(load.port),
+        "--model": load.model,
+        "--tokenizer": load.model,
+        "--dataset-name": "random-ids",
+        "--random-input-len": str(load.input_len),
+        "--random-output-len": str(load.output_len),
+        "--random-range-ratio": "1",
+        "--num-prompts": str(load.requests),
+        "--max-concurrency": str(load.concurrency),
+    }
+    return [*(x for kv in settings.items() for x in kv), "--disable-tqdm"]
+
+
+# what bench_serving prints at the end of a run (sglang/benchmark/serving.py), by our figure's name
+BENCH_FIGURES = {
+    "throughput_tok_s": r"Total token throughput \(tok/s\):\s+([0-9.]+)",
+    "tpot_ms_mean": r"Mean TPOT \(ms\):\s+([0-9.]+)",
+    "ttft_ms_mean": r"Mean TTFT \(ms\):\s+([0-9.]+)",
+    "duration_s": r"Benchmark duration \(s\):\s+([0-9.]+)",
+}
+
+
 def _accept_length(info: dict[str, Any]) -> float | None:
     # /server_info internal_states is one entry per DP rank
     states = info.get("internal_states") or [{}]
@@ -102,7 +130,7 @@ SGLANG = EngineProfile(
     info_paths=("/server_info", "/get_server_info"),  # /get_server_info before 0.4.6-ish, deprecated since
     flush_path="/flush_cache",
     native_path="/generate",
-    bench_module="sglang.bench_serving",
+    bench_client=BenchClient("sglang.bench_serving", _bench_argv, BENCH_FIGURES),
     default_startup_timeout_s=1800.0,
     failure_patterns=FAILURE_PATTERNS,
     phase_patterns=(

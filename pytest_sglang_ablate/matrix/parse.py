@@ -46,7 +46,7 @@ class _Reader:
         self.aliases: dict[str, str] = {}  # the engine's flag aliases, once the engine is known
         self.engine = ""  # the engine, and the endpoint of its native API, likewise
         self.native_path: str | None = None
-        self.bench_module: str | None = None
+        self.has_bench = False
 
     def fail(self, container: Any, key: Any, path: str, message: str) -> MatrixError:
         return MatrixError(self.file, line_of(container, key) if container is not None else None, path, message)
@@ -287,7 +287,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         )
     profile = engines.get(engine)
     r.aliases = profile.aliases
-    r.engine, r.native_path, r.bench_module = engine, profile.native_path, profile.bench_module
+    r.engine, r.native_path, r.has_bench = engine, profile.native_path, profile.bench_client is not None
     if "launch" in top:
         launch_raw = top["launch"]
         if isinstance(launch_raw, str):
@@ -556,7 +556,7 @@ def _cross_check(r: _Reader, body: LineDict, path: str) -> str | None:
         return None
     if value != "bench_serving":
         raise r.fail(body, "cross_check", f"{path}.cross_check", f"expected bench_serving, got {_kind(value)}")
-    if r.bench_module is None:
+    if not r.has_bench:
         raise r.fail(body, "cross_check", f"{path}.cross_check", f"engine {r.engine} has no bench_serving (sglang has)")
     return str(value)
 

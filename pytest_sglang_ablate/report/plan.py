@@ -8,6 +8,7 @@ from collections import OrderedDict
 from tabulate import tabulate
 
 from .. import engines, redact
+from ..errors import FailureClass
 from ..matrix.prepare import Prepared
 from ..matrix.rows import Case, Row
 
@@ -18,7 +19,7 @@ def expected(cases: list[Case], rejected: str | None, refused: str | None = None
     if rejected:
         return f"invalid flags: {rejected}"
     if refused:  # the engine's own checks refuse the row: it will not be launched
-        fits = [c for c in cases if c.xfail and c.misfit("bad_flag", refused) is None]
+        fits = [c for c in cases if c.xfail and c.misfit(FailureClass.BAD_FLAG.value, refused) is None]
         if len(fits) == len(cases):
             return f"xfail, not launched: refused ({refused})"
         return f"fails, not launched: refused ({refused})"

@@ -111,6 +111,11 @@ class Server:
                 continue
         return {}
 
+    @property
+    def model_path(self) -> str:
+        """The model the row's command names (after the profile's model flag)."""
+        return self.row.argv[self.row.argv.index(self.profile.model_flag) + 1]
+
     def model_id(self) -> str:
         """The model id the server answers to (vLLM checks it; SGLang accepts any), asked once."""
         if self.served_model is None:
@@ -118,7 +123,7 @@ class Server:
                 data = requests.get(self.base_url + "/v1/models", headers=self.headers, timeout=30).json()["data"]
                 self.served_model = str(data[0]["id"])
             except (requests.RequestException, ValueError, KeyError, IndexError):
-                self.served_model = self.row.argv[self.row.argv.index(self.profile.model_flag) + 1]
+                self.served_model = self.model_path
         return self.served_model
 
     def flush_cache(self) -> bool:
