@@ -264,7 +264,8 @@ class Server:
         native = path == "/generate"  # SGLang's own API: cumulative text and meta_info in every event
         sampling = body.get("sampling_params") or {}
         n = int(body.get("max_completion_tokens") or body.get("max_tokens") or sampling.get("max_new_tokens") or 16)
-        record: dict[str, Any] = {"arrival": time.time(), "prompt_tokens": prompt_tokens(body), "completion_tokens": n}
+        record: dict[str, Any] = {"arrival": time.time(), "path": path, "prompt_tokens": prompt_tokens(body)}
+        record["completion_tokens"] = n
         Stats.in_flight += 1
         Stats.max_in_flight = max(Stats.max_in_flight, Stats.in_flight)
         try:

@@ -117,3 +117,9 @@ NATIVE = chunked(native("a", 1, False), native("ab", 2, False), native("abc", 3,
 def test_sglangs_native_stream_counts_tokens_from_the_last_meta_info(cut: int | None) -> None:
     record = feed(NATIVE, cut)
     assert (len(record.chunk_times), record.prompt_tokens, record.completion_tokens, record.error) == (3, 7, 3, None)
+
+
+@pytest.mark.parametrize("cut", [None, -1, 17])
+def test_a_native_stream_kept_as_text_is_the_last_events_whole_text(cut: int | None) -> None:
+    record = feed(NATIVE, cut, keep_text=True)  # each event carries the text so far: taken, not appended
+    assert (record.text, len(record.chunk_times), record.completion_tokens) == ("abc", 3, 3)

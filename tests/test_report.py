@@ -121,3 +121,12 @@ def test_cross_checked_levels_show_both_clients_figures() -> None:
     assert "bench_serving (p+d), tok/s" in header and "TPOT ours / bench_serving, ms" in header
     assert "| 1234.50 " in row and "5.00 / 4.50" in row
     assert "1234.50" not in other
+
+
+def test_an_api_column_appears_only_where_a_figure_came_through_another_api() -> None:
+    records = [r for r in seed_records() if r.kind == "single" and r.figures][:2]
+    assert "API" not in report.single_table(records, FEATURES, report.Notes()).splitlines()[0]
+    native = replace(records[0], figures={**(records[0].figures or {}), "api": "native"})
+    header, _, row, other = report.single_table([native, records[1]], FEATURES, report.Notes()).splitlines()[:4]
+    assert [c.strip() for c in header.split("|")][1:4] == ["Runnable", "TPS@1", "API"]
+    assert "| native " in row and "native" not in other

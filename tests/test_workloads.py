@@ -116,6 +116,19 @@ def test_a_native_api_level_streams_from_generate_with_the_servers_token_counts(
     assert extra["token_source"] == "server usage" and extra["usage_missing"] == 0
 
 
+def test_a_native_single_request_sends_the_raw_prompt_to_generate(pytester: pytest.Pytester) -> None:
+    matrix = MATRIX.replace("max_tokens: 90}", "max_tokens: 90, api: native}")
+    run(pytester, "tok_rate=200,answer=the answer is 杚", "", "-k", "single or truth", matrix=matrix).assert_outcomes(
+        passed=2
+    )
+    single = benchmarks(pytester)["radix_cache-single"]["extra_info"]
+    s = truth(pytester)["requests"][0]
+    assert (single["api"], single["completion_tokens"], single["token_source"]) == ("native", 90, "server usage")
+    assert s["path"] == "/generate" and s["prompt_tokens"] == 2  # the raw prompt, "which character?"
+    assert close(single["tps_at_1"], (s["completion_tokens"] - 1) / (s["last"] - s["first"]))
+    assert "杚" in single["answer_tail"]
+
+
 def test_each_level_starts_with_a_flush_and_a_short_burst_at_its_own_concurrency(pytester: pytest.Pytester) -> None:
     run(pytester, "tok_rate=500", "", "-k", "batch or truth").assert_outcomes(passed=3)
     record = truth(pytester)

@@ -30,6 +30,7 @@ class SingleWorkload:
     repeat: int = 1
     request_timeout: float = 600.0
     client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
+    api: str = "openai"  # "openai" (/v1/chat/completions) or "native" (SGLang's /generate, the prompt as raw text)
     kind: str = "single"
 
 

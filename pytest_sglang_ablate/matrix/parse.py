@@ -239,6 +239,7 @@ SINGLE_KEYS = {
     "max_tokens": False,
     "repeat": False,
     "request_timeout": False,
+    "api": False,
     "client_cpus": False,
 }
 BATCH_KEYS = {
@@ -495,6 +496,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             repeat=r.integer(body.get("repeat", 1), body, "repeat", f"{path}.repeat", minimum=1),
             request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
             client_cpus=_cpus(r, body, path),
+            api=_api(r, body, path),
         )
     if kind == "batch":
         r.keys(body, BATCH_KEYS, path)

@@ -38,7 +38,7 @@ def single_measured(
 ) -> Measured:
     """TPS@1 over the repetitions (median and spread), with the engine's own logged figure beside it."""
     tps = [m.tps_at_1 for m in runs if not math.isnan(m.tps_at_1)]
-    extra: dict[str, Any] = {"workload": workload.name, "api": "openai", "repeat": workload.repeat}
+    extra: dict[str, Any] = {"workload": workload.name, "api": workload.api, "repeat": workload.repeat}
     if runs:
         last = runs[-1]
         extra.update(

@@ -159,7 +159,12 @@ class Connection(asyncio.Protocol):
                 return  # the usage-only event, after the last token
         self.last = event  # SGLang's native stream counts tokens in every event: the last one is read at the end
         if self.keep_text:
-            choice = (json.loads(event[5:]).get("choices") or [{}])[0]
+            parsed = json.loads(event[5:])
+            if "meta_info" in parsed:  # SGLang's native stream: every event carries the whole text so far
+                record.text = parsed.get("text") or ""
+                record.chunk_times.append(now)
+                return
+            choice = (parsed.get("choices") or [{}])[0]
             delta = choice.get("delta", choice)
             text, reasoning = delta.get("content") or delta.get("text") or "", delta.get("reasoning_content") or ""
             if not text and not reasoning:

@@ -36,15 +36,7 @@ def _check_server(server: Server, records: list[RequestRecord]) -> None:
 def run_single(server: Server, workload: SingleWorkload) -> Measured:
     """TPS@1: one streamed chat request at temperature 0, `repeat` times; the answer must contain `expect`."""
     endpoint = _endpoint(server)
-    body = {
-        "model": server.model_id(),
-        "messages": [{"role": "user", "content": workload.prompt}],
-        "max_tokens": workload.max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    request = encode(endpoint, "/v1/chat/completions", body)
+    request = encode(endpoint, *_single_body(server, workload))
     client = Client(endpoint, workload.request_timeout)
     runs: list[metrics.SingleMetrics] = []
     engine_tps: list[float] = []
@@ -80,6 +72,25 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
             "stream_options.include_usage support on the server)"
         )
     return single_measured(workload, runs, engine_tps, answer, problems)
+
+
+def _single_body(server: Server, workload: SingleWorkload) -> tuple[str, dict[str, object]]:
+    """The path and body of the TPS@1 request: a chat request, or (native) the prompt as raw text to /generate."""
+    if workload.api == "native":  # no chat template on this path: the engine continues the prompt as written
+        sampling = {"max_new_tokens": workload.max_tokens, "temperature": 0}
+        return server.profile.native_path or "/generate", {
+            "text": workload.prompt,
+            "sampling_params": sampling,
+            "stream": True,
+        }
+    return "/v1/chat/completions", {
+        "model": server.model_id(),
+        "messages": [{"role": "user", "content": workload.prompt}],
+        "max_tokens": workload.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:

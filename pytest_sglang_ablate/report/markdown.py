@@ -53,21 +53,27 @@ def _num(value: Any, digits: int = 2) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _with_api(records: list[CaseResult], rows: list[list[Any]], headers: list[str]) -> None:
+    """An API column after the figure, only where some figure came through another API than the OpenAI one."""
+    apis = [(r.figures or {}).get("api", "") for r in records]
+    if any(api not in ("openai", "") for api in apis):
+        headers.insert(2, "API")
+        for row, api in zip(rows, apis, strict=True):
+            row.insert(2, api)
+
+
 def single_table(records: list[CaseResult], features: list[str], notes: Notes) -> str:
     rows = []
-    for r in records:
-        if r.kind != "single":
-            continue
+    single = [r for r in records if r.kind == "single"]
+    for r in single:
         figures = r.figures or {}
         on = set(r.features)
         rows.append(
             [_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]]
         )
-    return (
-        tabulate(rows, ["Runnable", "TPS@1", *features], tablefmt="github", disable_numparse=True)
-        if rows
-        else "(no single-query cases)"
-    )
+    headers = ["Runnable", "TPS@1", *features]
+    _with_api(single, rows, headers)
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no single-query cases)"
 
 
 def batch_table(records: list[CaseResult], notes: Notes) -> str:
@@ -97,15 +103,16 @@ def batch_table(records: list[CaseResult], notes: Notes) -> str:
         "Total req",
         "Max running req",
     ]
-    checked = [(r.figures or {}).get("cross_check") for r in records if r.kind == "batch"]
+    batch = [r for r in records if r.kind == "batch"]
+    checked = [(r.figures or {}).get("cross_check") for r in batch]
     if any(checked):  # the same levels measured by the engine's own client: both figures side by side
         headers += ["bench_serving (p+d), tok/s", "TPOT ours / bench_serving, ms"]
-        batch = [r for r in records if r.kind == "batch"]
         for row, r, other in zip(rows, batch, checked, strict=True):
             mine = (r.figures or {}).get("tpot_ms_mean")
             theirs = (other or {}).get("tpot_ms_mean")
             tpot = f"{_num(mine)} / {_num(theirs)}" if other and mine is not None else ""
             row += [_num((other or {}).get("throughput_tok_s")), tpot]
+    _with_api(batch, rows, headers)
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no batch cases)"
 
 
