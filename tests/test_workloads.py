@@ -261,6 +261,8 @@ p.add_argument("--disable-tqdm", action="store_true")
 a = p.parse_args()
 json.dump(sys.argv[1:], open("bench_serving_argv.json", "w"))
 stats = requests.get(f"http://{a.host}:{a.port}/standin_stats").json()
+with open("bench_serving_calls.txt", "a") as f:
+    print(len(stats["requests"]), file=f)  # how many requests the server had served when it was called
 level = [r for r in stats["requests"] if r["completion_tokens"] == int(a.random_output_len)][-int(a.num_prompts):]
 duration = max(r["end"] for r in level) - min(r["arrival"] for r in level)
 tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in level)
@@ -306,3 +308,28 @@ def test_a_cross_check_measures_the_level_again_with_sglangs_client_and_fails_wh
     else:
         assert abs(ratio - 1 / 1.5) < 0.05
         result.stdout.fnmatch_lines(["*throughput_tok_s: ours *, sglang.bench_serving * on the same server (-3?.?%*"])
+
+
+def test_with_repeat_the_two_clients_take_turns_and_their_medians_are_compared(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pytester.path / "sglang").mkdir()
+    (pytester.path / "sglang" / "__init__.py").write_text("")
+    (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    run(pytester, "tok_rate=200", ", cross_check: bench_serving, repeat: 3", "-k", "c4").assert_outcomes(passed=1)
+    calls = [int(n) for n in (pytester.path / "bench_serving_calls.txt").read_text().split()]
+    assert calls == [4 + 12, 2 * (4 + 12), 3 * (4 + 12)]  # after each of our runs (a c4 burst, then 12 requests)
+    record = json.loads((pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()[0])
+    checked = record["figures"]["cross_check"]
+    assert checked["repeat"] == 3 and len(checked["runs"]) == 3
+    assert checked["throughput_tok_s"] == sorted(r["throughput_tok_s"] for r in checked["runs"])[1]
+
+
+def test_a_failed_cross_check_run_is_not_hidden_by_the_median_of_the_others() -> None:
+    from pytest_sglang_ablate.measure import cross_check
+
+    good = {"client": "c", "command": ["x"], "throughput_tok_s": 10.0, "tpot_ms_mean": 1.0}
+    bad = {"client": "c", "command": ["x"], "error": "exit code 1"}
+    assert cross_check.combine([good, bad, good]) is bad
+    assert cross_check.differences({"throughput_tok_s": 10.0}, bad, 0.05)[0].endswith("exit code 1")

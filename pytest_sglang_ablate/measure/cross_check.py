@@ -1,5 +1,6 @@
 """A level measured twice: by us, then by the engine's own benchmark client on the same server with matching
 settings (`cross_check: bench_serving`; the engine profile's `bench_client`, SGLang's `sglang.bench_serving`).
+With `repeat`, the two clients take turns (ours, theirs, ours, ...) and their medians are compared.
 The level fails when the two disagree by more than the tolerance on total throughput or mean TPOT, so a figure
 we report is one SGLang's client agrees with, or says why not."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 from typing import Any
@@ -56,6 +58,20 @@ def run(server: Server, workload: BatchWorkload, level: Level) -> dict[str, Any]
     if any(key not in out for key in COMPARED):
         lines = (done.stdout + done.stderr).strip().splitlines()
         out["error"] = f"exit code {done.returncode}; its output ended: " + " | ".join(lines[-5:])
+    return out
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several cross-check runs of one level as one: each figure's median, and every run's own figures kept."""
+    failed = [r for r in runs if "error" in r]
+    if failed or len(runs) == 1:
+        return failed[0] if failed else runs[0]
+    out: dict[str, Any] = {"client": runs[0]["client"], "command": runs[0]["command"], "repeat": len(runs)}
+    for key in runs[0]:
+        values = [r[key] for r in runs if isinstance(r.get(key), float)]
+        if len(values) == len(runs):
+            out[key] = statistics.median(values)
+    out["runs"] = [{k: v for k, v in r.items() if isinstance(v, float)} for r in runs]
     return out
 
 

@@ -11,6 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..matrix.model import BatchWorkload, Level, SingleWorkload
 from ..server import logfile
@@ -165,6 +166,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
     warm_up(server, workload)
     repeat = level.repeat or workload.repeat
     runs: list[metrics.LevelMetrics] = []
+    theirs: list[dict[str, Any]] = []  # the cross-check's runs, each right after one of ours
     problems: list[str] = []
     for rep in range(repeat):
         server.flush_cache()
@@ -185,10 +187,14 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         problems += _guards(workload, m)
         if problems:
             break
+        if workload.cross_check:  # the same level again, by the engine's own client, taking turns with ours
+            theirs.append(cross_check.run(server, workload, level))
+            if "error" in theirs[-1]:
+                break
     accept = server.profile.accept_length(server.read_config())  # after the level: the engine's running average
     figures = batch_figures(workload, level, runs, accept)
-    if workload.cross_check and runs and not problems:  # the same level again, by the engine's own client
-        figures["cross_check"] = cross_check.run(server, workload, level)
+    if theirs and not problems:
+        figures["cross_check"] = cross_check.combine(theirs)
         problems += cross_check.differences(figures, figures["cross_check"], workload.cross_check_tolerance)
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
