@@ -333,3 +333,24 @@ def test_a_failed_cross_check_run_is_not_hidden_by_the_median_of_the_others() ->
     bad = {"client": "c", "command": ["x"], "error": "exit code 1"}
     assert cross_check.combine([good, bad, good]) is bad
     assert cross_check.differences({"throughput_tok_s": 10.0}, bad, 0.05)[0].endswith("exit code 1")
+
+
+def test_a_level_may_allow_a_wider_disagreement_than_its_workload(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pytester.path / "sglang").mkdir()
+    (pytester.path / "sglang" / "__init__.py").write_text("")
+    (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("FAKE_BENCH_SCALE", "1.5")  # bench_serving reports 1.5x our throughput
+    matrix = MATRIX.replace(
+        "{concurrency: 4, requests: 12}", "{concurrency: 4, requests: 12, cross_check_tolerance: 0.5}"
+    )
+    run(pytester, "tok_rate=200", ", cross_check: bench_serving", "-k", "c4 or c8", matrix=matrix).assert_outcomes(
+        passed=1, failed=1
+    )
+    outcomes = {
+        json.loads(line)["case"]: json.loads(line)["outcome"]
+        for line in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()
+    }
+    assert outcomes == {"radix_cache-batch-c4": "passed", "radix_cache-batch-c8": "failed"}

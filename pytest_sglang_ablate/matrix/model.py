@@ -19,6 +19,7 @@ class Level:
     concurrency: int
     requests: int
     repeat: int | None = None  # None: the workload's `repeat`
+    cross_check_tolerance: float | None = None  # None: the workload's
 
 
 @dataclass(frozen=True)

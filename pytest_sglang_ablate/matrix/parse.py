@@ -263,7 +263,7 @@ BATCH_KEYS = {
     "cross_check": False,
     "cross_check_tolerance": False,
 }
-LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False}
+LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False, "cross_check_tolerance": False}
 
 
 def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
@@ -445,7 +445,10 @@ def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level
     repeat = (
         None if body.get("repeat") is None else r.integer(body["repeat"], body, "repeat", f"{path}.repeat", minimum=1)
     )
-    return Level(c, n, repeat)
+    tolerance = (
+        None if body.get("cross_check_tolerance") is None else _number(r, body, "cross_check_tolerance", path, 0, 0, 1)
+    )
+    return Level(c, n, repeat, tolerance)
 
 
 def _number(

@@ -39,5 +39,6 @@ def prepare(path: Path, shown: str, version: str | None, version_source: str) ->
                 warnings={**result.warnings, **more.warnings},
                 checked=result.checked | more.checked,
                 refused={**result.refused, **more.refused},
+                unchecked={**result.unchecked, **more.unchecked},
             )
     return Prepared(ablation, result, version, version_source)

@@ -195,7 +195,10 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
     figures = batch_figures(workload, level, runs, accept)
     if theirs and not problems:
         figures["cross_check"] = cross_check.combine(theirs)
-        problems += cross_check.differences(figures, figures["cross_check"], workload.cross_check_tolerance)
+        tolerance = (
+            workload.cross_check_tolerance if level.cross_check_tolerance is None else level.cross_check_tolerance
+        )
+        problems += cross_check.differences(figures, figures["cross_check"], tolerance)
     return Measured(
         group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
