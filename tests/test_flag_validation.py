@@ -18,6 +18,8 @@ import logging
 class ServerArgs:
     def __init__(self, **kwargs):
         self.__dict__.update(kwargs)
+        if self.model_path.startswith("made/"):  # as SGLang reads the model's config.json before its checks
+            open(self.model_path + "/config.json").close()
         # as SGLang 0.5.15 refuses some combinations after parsing (NEXTN with flex attention)
         assert not (self.speculative_algorithm and self.mem_fraction_static == 0.5), "NEXTN refuses 0.5"
 
@@ -204,4 +206,17 @@ def test_a_refused_row_without_a_rule_fails_saying_so_without_launching(project:
             "*evidence: AssertionError: NEXTN refuses 0.5*",
         ]
     )
+    assert not (project.path / "ablate-results" / "logs" / "nextn+half.log").exists()
+
+
+def test_checks_that_need_the_prepare_steps_output_run_again_after_them_before_any_launch(
+    project: pytest.Pytester,
+) -> None:
+    made = REFUSED.format(python=sys.executable).replace("model: m\n", "model: made/m\n")
+    make = "import os; os.makedirs('made/m'); open('made/m/config.json', 'w').close()"
+    made += f"prepare:\n  - {{run: [{sys.executable}, -c, \"{make}\"], creates: made/m}}\n"
+    project.makefile(".yaml", m=made)
+    result = project.runpytest("--ablate-matrix", "m.yaml", "-k", "half", "-rx")
+    result.assert_outcomes(xfailed=1)  # refused once the model's config existed; not launched
+    assert (project.path / "made" / "m" / "config.json").exists()
     assert not (project.path / "ablate-results" / "logs" / "nextn+half.log").exists()

@@ -127,6 +127,7 @@ def test_a_combination_sglangs_own_checks_refuse_is_reported_as_refused(tmp_path
     out = run(SGLANG.probe_script, rows, tmp_path, fake_sglang(tmp_path / "site"))
     assert out["results"] == {"ok": None, "refused": None, "unknowable": None}  # the parser accepts all three
     assert out["refused"] == {"refused": "AssertionError: tp 3 needs the radix cache"}
+    assert out["unchecked"] == {"unknowable": "ModuleNotFoundError: No module named 'gpu_probe'"}
 
 
 def test_sglang_in_the_working_directory_is_found_and_not_our_own_sglang_profile(tmp_path: Path) -> None:
@@ -145,6 +146,7 @@ def test_without_sglang_the_probe_says_so(tmp_path: Path) -> None:
         "results": {},
         "warnings": {},
         "refused": {},
+        "unchecked": {},
     }
 
 

@@ -32,7 +32,7 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
     state.setup.ensure()  # the matrix's prepare steps, once; a failure fails every row
-    refused = refusal_error(matrix.engine, state.prepared.probe, row)
+    refused = refusal_error(matrix.engine, state.probe_after_setup(), row)
     if refused is not None:
         raise refused
     try:

@@ -10,6 +10,7 @@ import pytest
 from .options import Settings
 
 if TYPE_CHECKING:
+    from ..engines.probe import ProbeResult
     from ..matrix.prepare import Prepared
     from ..matrix.rows import Case
     from ..results.store import Store
@@ -24,6 +25,15 @@ class State:
     secrets: set[str]
     setup: Setup  # the matrix's prepare steps, run before the first row's server
     selected: list[Case] = field(default_factory=list)
+    rechecked: ProbeResult | None = None  # the argument checks again after the prepare steps (see fixtures.py)
+
+    def probe_after_setup(self) -> ProbeResult:
+        """The probe's result, with the argument checks that needed the prepare steps' output run again (once)."""
+        if self.rechecked is None:
+            from ..engines.probe import recheck_after_setup
+
+            self.rechecked = recheck_after_setup(self.prepared.ablation, self.prepared.probe)
+        return self.rechecked
 
 
 STATE = pytest.StashKey[State]()

@@ -126,10 +126,11 @@ def check(server_args: Any, argv: list[str], warnings: Warnings) -> tuple[str | 
 ARGUMENT_CODE = ("/sglang/srt/server_args.py", "/sglang/srt/arg_groups/")  # where SGLang refuses combinations
 
 
-def refusal(server_args: Any, parsed: argparse.Namespace) -> str | None:
-    """Best effort: what SGLang's own argument checks say of parsed args, without a GPU. Building ServerArgs runs
-    them in `__post_init__` (0.5.15) or `resolve_once` (later). Only an error raised by SGLang's argument code
-    itself is a refusal; anything else (no GPU, no model config offline, another version's layout) says nothing."""
+def refusal(server_args: Any, parsed: argparse.Namespace) -> tuple[str | None, str | None]:
+    """Best effort: what SGLang's own argument checks say of parsed args, without a GPU, as (refusal, why the
+    checks could not finish). Building ServerArgs runs them in `__post_init__` (0.5.15) or `resolve_once`
+    (later). Only an error raised by SGLang's argument code itself is a refusal; anything else (no GPU, a model
+    config not there yet, another version's layout) refuses nothing, and is returned as the second item."""
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             built = server_args.from_cli_args(parsed)
@@ -139,15 +140,17 @@ def refusal(server_args: Any, parsed: argparse.Namespace) -> str | None:
     except (AssertionError, ValueError) as e:  # how SGLang's argument code refuses: `assert` and `raise ValueError`
         frames = traceback.extract_tb(e.__traceback__)
         if frames and any(part in frames[-1].filename.replace("\\", "/") for part in ARGUMENT_CODE):
-            return f"{type(e).__name__}: {e}"
-    except Exception:
-        pass
-    return None
+            return f"{type(e).__name__}: {e}", None
+        return None, f"{type(e).__name__}: {e}"[:300]
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"[:300]
+    return None, None
 
 
 def probe(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"importable": False, "version": None, "error": None, "results": {}, "warnings": {}}
     out["refused"] = {}
+    out["unchecked"] = {}  # row id -> why SGLang's argument checks could not finish (nothing refused)
     try:
         out["version"] = importlib.metadata.version("sglang")
     except importlib.metadata.PackageNotFoundError:
@@ -167,9 +170,11 @@ def probe(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["results"][row["id"]] = message
         if warnings.messages:
             out["warnings"][row["id"]] = list(warnings.messages)
-        refused = refusal(server_args, parsed) if parsed is not None else None
+        refused, unchecked = refusal(server_args, parsed) if parsed is not None else (None, None)
         if refused:
             out["refused"][row["id"]] = refused
+        if unchecked:
+            out["unchecked"][row["id"]] = unchecked
     return out
 
 

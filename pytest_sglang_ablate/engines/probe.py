@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import engines
 from ..errors import FailureClass, ServerLaunchError
@@ -23,6 +23,7 @@ class ProbeResult:
     warnings: dict[str, list[str]] = field(default_factory=dict)  # row id -> what the parser warned (deprecations)
     checked: frozenset[str] = frozenset()  # the row ids the parser saw
     refused: dict[str, str] = field(default_factory=dict)  # row id -> what the engine's own argument checks raised
+    unchecked: dict[str, str] = field(default_factory=dict)  # row id -> why those checks could not finish
 
 
 def rejection(engine: str, result: ProbeResult, row: Row, file: str) -> str:
@@ -73,8 +74,21 @@ def probe(ablation: Ablation, only: set[str] | None = None) -> ProbeResult:
     warnings = {k: list(v) for k, v in out.get("warnings", {}).items() if v}
     checked = frozenset(str(r["id"]) for r in rows)
     refused = {k: str(v) for k, v in out.get("refused", {}).items() if v}
+    unchecked = {k: str(v) for k, v in out.get("unchecked", {}).items() if v}
     note = f"flags validated by {matrix.engine} {version}'s parser"
-    return ProbeResult(python, version, True, note, rejected, warnings, checked, refused)
+    return ProbeResult(python, version, True, note, rejected, warnings, checked, refused, unchecked)
+
+
+def recheck_after_setup(ablation: Ablation, result: ProbeResult) -> ProbeResult:
+    """The argument checks again, for the rows whose checks could not finish before the matrix's prepare steps ran
+    (SGLang reads the model's config.json there, and a prepare step may be what writes it). Called once, after
+    those steps, before the first launch: a refusal found now still costs no GPU time."""
+    if not ablation.matrix.prepare or not result.unchecked:
+        return result
+    again = probe(ablation, only=set(result.unchecked))
+    if not again.validated:
+        return result
+    return replace(result, refused={**result.refused, **again.refused}, unchecked=again.unchecked)
 
 
 def refusal_error(engine: str, result: ProbeResult, row: Row) -> ServerLaunchError | None:
