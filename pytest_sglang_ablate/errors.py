@@ -40,6 +40,11 @@ class MatrixError(AblateError):
         super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
+class UsageProblem(AblateError):
+    """A setting that cannot work here (e.g. launcher slurm outside an allocation): pytest reports it as a usage
+    error, with what to do."""
+
+
 class ServerError(AblateError):
     """A server failed; `failure_class` names how (docs/lifecycle.md lists the classes)."""
 

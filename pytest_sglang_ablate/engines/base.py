@@ -63,6 +63,12 @@ class EngineProfile:
     port_flag: str = "--port"
     # ports the server opens besides --port, which must be free too
     extra_ports: Callable[[int, Args], list[int]] = lambda port, args: []
+    # a server over several nodes: the flags every rank gets (node count, rank 0's address and rendezvous port)
+    # and the flag of its rank; None where the engine profile does not support multi-node rows
+    multinode_flags: Callable[[int, str, int], list[str]] | None = None
+    node_rank_flag: str | None = None
+    # ports a multi-node server opens from its rendezvous port (which must be free with them)
+    dist_init_ports: Callable[[int, Args], list[int]] = lambda port, args: []
     health_path: str = "/health"
     # where the server reports its effective config; the first that answers 200 wins
     info_paths: tuple[str, ...] = ()

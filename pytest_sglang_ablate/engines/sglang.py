@@ -41,6 +41,15 @@ def _extra_ports(port: int, args: Args) -> list[int]:
     return list(range(port + 233, port + 233 + max(8, 2 * dp)))
 
 
+def _multinode_flags(nodes: int, head: str, port: int) -> list[str]:
+    return ["--nnodes", str(nodes), "--dist-init-addr", f"{head}:{port}"]
+
+
+def _dist_init_ports(port: int, args: Args) -> list[int]:
+    # multi-node DP attention uses the rendezvous port + 1 to + 6 and + 13 (its handshake) besides the port itself
+    return [*range(port + 1, port + 7), port + 13]
+
+
 # Log patterns, most specific first: an OOM inside a scheduler traceback is an OOM, not a generic crash.
 # Sources: the error texts of SGLang's server_args.py, scheduler.py and cuda_graph_runner.py, and real GPU runs.
 FAILURE_PATTERNS = (
@@ -126,6 +135,9 @@ SGLANG = EngineProfile(
     probe_python=_probe_python,
     probe_script=Path(__file__).with_name("_sglang_probe.py"),
     extra_ports=_extra_ports,
+    multinode_flags=_multinode_flags,
+    node_rank_flag="--node-rank",
+    dist_init_ports=_dist_init_ports,
     health_path="/health",
     info_paths=("/server_info", "/get_server_info"),  # /get_server_info before 0.4.6-ish, deprecated since
     flush_path="/flush_cache",

@@ -80,6 +80,7 @@ class RowSpec:
     env: tuple[tuple[str, str], ...] = ()
     workloads: tuple[Workload, ...] | None = None  # None: every workload, unchanged
     note: str = ""
+    nodes: int | None = None  # None: the matrix's (or the row's nnodes arg)
     where: str = ""  # "rows[3]" or "generate[0]", for messages
     line: int | None = None
 
@@ -146,6 +147,10 @@ class Matrix:
     workloads: tuple[Workload, ...]
     server: ServerSettings = ServerSettings()
     prepare: tuple[PrepareStep, ...] = ()
+    nodes: int | None = None  # machines each row's server spans, unless a row says otherwise
+    launcher: str = "local"  # local, slurm or ssh (server/launchers/); --ablate-launcher overrides it
+    hosts: tuple[str, ...] = ()  # the ssh launcher's hosts, rank 0 first
+    ssh_options: tuple[str, ...] = ()  # passed to every ssh call, e.g. [-F, ./ssh_config]
     api_key: str | None = None  # passed to the server and sent by the load generator; never saved
     secrets: frozenset[str] = frozenset()  # more env/flag names whose values are masked wherever we save
     path: Path = field(default=Path(), compare=False)

@@ -214,6 +214,10 @@ TOP_KEYS = {
     "api_key": False,
     "secrets": False,
     "prepare": False,
+    "nodes": False,
+    "launcher": False,
+    "hosts": False,
+    "ssh_options": False,
 }
 SERVER_KEYS = {
     "host": False,
@@ -222,8 +226,17 @@ SERVER_KEYS = {
     "gpu_release_timeout": False,
     "oom_retry_mem_fraction": False,
 }
-ROW_KEYS = {"features": False, "id": False, "args": False, "env": False, "workloads": False, "note": False}
+ROW_KEYS = {
+    "features": False,
+    "id": False,
+    "args": False,
+    "env": False,
+    "workloads": False,
+    "note": False,
+    "nodes": False,
+}
 GENERATE_KEYS = {
+    "nodes": False,
     "mode": True,
     "features": False,
     "exclude_known_issues": False,
@@ -332,7 +345,20 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         api_key=None if top.get("api_key") is None else r.string(top["api_key"], top, "api_key", "api_key"),
         secrets=frozenset(n.lower().replace("_", "-") for n in _names(r, top, "secrets")),
         prepare=_prepare(r, top),
+        nodes=_count(r, top, "nodes", ""),
+        launcher=_launcher(r, top),
+        hosts=tuple(_names(r, top, "hosts")),
+        ssh_options=tuple(_names(r, top, "ssh_options")),
     )
+
+
+def _launcher(r: _Reader, top: LineDict) -> str:
+    from ..server.launchers import NAMES
+
+    value = top.get("launcher", "local")
+    if value not in NAMES:
+        raise r.fail(top, "launcher", "launcher", f"expected one of {', '.join(NAMES)}, got {_kind(value)}")
+    return str(value)
 
 
 def _prepare(r: _Reader, top: LineDict) -> tuple[PrepareStep, ...]:
@@ -633,7 +659,14 @@ def _row_body(
         if body.get("workloads") is None
         else _row_workloads(r, top, body["workloads"], body, "workloads", f"{path}.workloads", workloads),
         "note": "" if body.get("note") is None else r.string(body["note"], body, "note", f"{path}.note"),
+        "nodes": _count(r, body, "nodes", path),
     }
+
+
+def _count(r: _Reader, body: LineDict, key: str, path: str) -> int | None:
+    if body.get(key) is None:
+        return None
+    return r.integer(body[key], body, key, _join(path, key), minimum=1)
 
 
 def _rows(r: _Reader, top: LineDict, names: tuple[str, ...], workloads: tuple[Workload, ...]) -> tuple[RowSpec, ...]:

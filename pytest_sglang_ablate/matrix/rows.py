@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from .. import engines
+from ..engines import EngineProfile
 from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
 from . import combinations
-from .args import Args, merge, to_argv
+from .args import Args, int_value, lookup, merge, to_argv
 from .model import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
 
 BASELINE_ID = "baseline"  # the id of a row with every feature off
@@ -26,6 +27,7 @@ class Row:
     env: tuple[tuple[str, str], ...]
     workloads: tuple[Workload, ...]
     note: str = ""
+    nodes: int = 1  # machines the server spans: one rank per node
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
         env = tuple({**dict(matrix.env), **dict(spec.env)}.items())
         chosen = {w.name: w for w in (spec.workloads or matrix.workloads)}
         workloads = tuple(chosen[w.name] for w in matrix.workloads if w.name in chosen)
-        row = Row(row_id, on, args, argv, env, workloads, spec.note)
+        row = Row(row_id, on, args, argv, env, workloads, spec.note, _nodes(matrix, spec, row_id, args, profile))
         rows.append(row)
         for w in workloads:
             levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)
@@ -184,3 +186,25 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
                 launch_only = all(_whole_row_rule(r) for r in rules)
                 cases.append(Case(row, w, level, reason(rules), launch_only, tuple(rules)))
     return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)
+
+
+def _nodes(matrix: Matrix, spec: RowSpec, row_id: str, args: Args, profile: EngineProfile) -> int:
+    """How many nodes the row's server spans: `nodes:` (row, else matrix) or the row's nnodes arg; both must agree."""
+    given = spec.nodes or matrix.nodes
+    from_args = int_value(args, "nnodes") if lookup(args, "nnodes") is not None else None
+    if given is not None and from_args is not None and given != from_args:
+        raise MatrixError(
+            matrix.file,
+            spec.line,
+            spec.where,
+            f"row '{row_id}' says nodes: {given} but its args say nnodes: {from_args}; give one, or make them agree",
+        )
+    nodes = given or from_args or 1
+    if nodes > 1 and profile.multinode_flags is None:
+        raise MatrixError(
+            matrix.file,
+            spec.line,
+            spec.where,
+            f"row '{row_id}' spans {nodes} nodes; engine {matrix.engine} runs on one",
+        )
+    return nodes

@@ -7,10 +7,7 @@ No pytest here: the plugin's fixture is a thin wrapper around `start` and `Serve
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +22,10 @@ from ..matrix.args import merge
 from ..matrix.model import ServerSettings
 from ..matrix.rows import Row
 from . import config_check, failures, gpu, ports
+from .launchers import Launcher, Rank, RankPlan
+from .launchers.local import Local
 from .poll import poll_until
+from .supervisor import HOST, RANK
 
 
 @dataclass
@@ -42,9 +42,11 @@ class Server:
     host: str
     port: int
     argv: list[str]
-    log_path: Path
+    log_path: Path  # rank 0's (the only rank's) log
     status_path: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes]  # the local process holding rank 0
+    launcher: Launcher = field(default_factory=Local)
+    ranks: list[Rank] = field(default_factory=list)  # every rank, rank 0 first (one for a one-node row)
     started_s: float = 0.0  # launch to ready
     ready_at: float = 0.0  # time.time() when the health check first answered
     info: dict[str, Any] = field(default_factory=dict)  # the server's own report of its effective config
@@ -76,10 +78,27 @@ class Server:
             return {}
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        if len(self.ranks) <= 1:
+            return self.process.poll() is None
+        return not any(self.launcher.exited(r) for r in self.ranks)
 
     def returncode(self) -> int | None:
         return self.status().get("returncode")
+
+    def failed_rank(self) -> Rank | None:
+        """Of a multi-node server, the rank that exited first (by when its status or local process ended)."""
+        gone = [r for r in self.ranks if self.launcher.exited(r)]
+
+        def ended(rank: Rank) -> float:
+            for path in (
+                rank.status_path,
+                rank.status_path.with_name(rank.status_path.name.replace(".status.", ".ssh.status.")),
+            ):
+                if path.exists():
+                    return path.stat().st_mtime
+            return float("inf")
+
+        return min(gone, key=lambda r: (ended(r), r.rank)) if gone else None
 
     def ensure_alive(self, grace_s: float = 2.0) -> None:
         """After a failed request: raise ServerDied (with the cause from the log) if the server has exited."""
@@ -90,13 +109,21 @@ class Server:
     def exit_failure(self, what: str, failure_class: FailureClass | None = None) -> ServerError:
         """Why the exited server failed, from its exit code and log. With `failure_class` given (the server
         died during a workload), the log's class is named in the message and that class is reported instead."""
-        self.process.wait()
-        code = self.returncode()
-        diagnosis = failures.diagnose(self.log_path, code, self.profile)
+        log_path = self.log_path
+        if len(self.ranks) > 1:
+            rank = self.failed_rank() or self.ranks[0]
+            poll_until(lambda: "returncode" in self.launcher.status(rank), 10, interval_s=0.2)
+            code = self.launcher.status(rank).get("returncode")
+            log_path = rank.log_path
+            what = f"{what}: rank {rank.rank} of {len(self.ranks)} (on {rank.address}) exited first"
+        else:
+            self.process.wait()
+            code = self.returncode()
+        diagnosis = failures.diagnose(log_path, code, self.profile)
         if failure_class is not None:
             what = f"{what} ({diagnosis.failure_class})"
             diagnosis = replace(diagnosis, failure_class=failure_class)
-        message = failures.describe(self.row.id, what, diagnosis, self.log_path, code, self.profile, self.secrets)
+        message = failures.describe(self.row.id, what, diagnosis, log_path, code, self.profile, self.secrets)
         kind = ServerDied if failure_class is FailureClass.DIED_DURING_WORKLOAD else ServerLaunchError
         return kind(message, diagnosis.failure_class, diagnosis.text, diagnosis.phase)
 
@@ -143,17 +170,20 @@ class Server:
         if self.stopped is not None:
             return self.stopped
         start = time.monotonic()
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=self.settings.shutdown_grace_s + 15)
-        except subprocess.TimeoutExpired:  # the supervisor itself is stuck: do its job from here
-            self.process.kill()
-            self.process.wait()
-        recorded = {int(pid): created for pid, created in self.status().get("pids", {}).items()}
-        recorded.setdefault(self.status().get("server_pid", -1), 0.0)
+        problems = self.launcher.stop(self.ranks, self.settings.shutdown_grace_s)
+        if not isinstance(self.launcher, Local):  # the launcher checked every node; this host has no record
+            self.stopped = StopResult(time.monotonic() - start, [])
+            if problems:
+                raise TeardownError(
+                    f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}"
+                )
+            return self.stopped
+        recorded: dict[int, float] = {}
+        for rank in self.ranks:
+            status = self.launcher.status(rank)
+            recorded.update({int(pid): created for pid, created in status.get("pids", {}).items()})
+            recorded.setdefault(status.get("server_pid", -1), 0.0)
         _kill_all(recorded)
-        problems = []
         alive = _wait_gone(recorded, timeout_s=10)
         if alive:
             problems.append(f"processes still alive: {sorted(alive)}")
@@ -216,6 +246,7 @@ def start(
     log_dir: Path,
     api_key: str | None = None,
     secrets: frozenset[str] = frozenset(),
+    launcher: Launcher | None = None,
 ) -> Server:
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
 
@@ -225,7 +256,9 @@ def start(
     fractions: list[float | None] = [None, *settings.oom_retry_mem_fraction]
     for attempt, fraction in enumerate(fractions):
         try:
-            server = _start_once(row, profile, settings, log_dir, fraction, attempt, api_key, secrets)
+            server = _start_once(
+                row, profile, settings, log_dir, fraction, attempt, api_key, secrets, launcher or Local()
+            )
         except ServerLaunchError as e:
             if e.failure_class is not FailureClass.OOM or attempt == len(fractions) - 1:
                 raise
@@ -244,53 +277,54 @@ def _start_once(
     attempt: int,
     api_key: str | None,
     secrets: frozenset[str],
+    launcher: Launcher,
 ) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
     name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
-    log_path, status_path = log_dir / f"{name}.log", log_dir / f"{name}.status.json"
-    status_path.unlink(missing_ok=True)
     argv, requested = list(row.argv), row.args
     if fraction is not None:  # an OOM retry: the same row at a lower --mem-fraction-static
         argv = with_flag(argv, "--mem-fraction-static", str(fraction))
         requested = merge(row.args, (("mem-fraction-static", fraction),))
     port = ports.choose(settings.host, lambda p: profile.extra_ports(p, requested))
-    full = [*argv, profile.host_flag, settings.host, profile.port_flag, str(port)]
+    nodes = row.nodes
+    addresses = launcher.addresses(nodes)
+    binds = [settings.host, *addresses[1:]]
+    template = list(argv)
+    if nodes > 1:  # every rank: the node count, rank 0's rendezvous address, and its own rank
+        assert profile.multinode_flags is not None and profile.node_rank_flag is not None
+        dist_port = ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)])
+        flags = profile.multinode_flags(nodes, addresses[0], dist_port)
+        for flag, value in zip(flags[::2], flags[1::2], strict=True):
+            template = with_flag(template, flag, value)
+        template += [profile.node_rank_flag, RANK]
+    template += [profile.host_flag, HOST, profile.port_flag, str(port)]
     if api_key:
-        full += [profile.api_key_flag, api_key]
-    env = {**os.environ, **dict(row.env)}
-    supervisor = [
-        sys.executable,
-        "-m",
-        "pytest_sglang_ablate.server.supervisor",
-        "--status",
-        str(status_path),
-        "--grace",
-        str(settings.shutdown_grace_s),
-        "--",
-    ]
-    began = time.monotonic()
-    with open(log_path, "wb") as log:
-        # own session: Ctrl-C in the terminal reaches pytest, which then stops the server in order.
-        # The supervisor's parent-death signal is tied to this (the main) thread.
-        process = subprocess.Popen(
-            [*supervisor, *full],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
+        template += [profile.api_key_flag, api_key]
+    plans = []
+    for r in range(nodes):
+        stem = name if nodes == 1 else f"{name}.rank{r}"
+        fill = [a.replace(RANK, str(r)).replace(HOST, binds[r]) for a in template]
+        plans.append(
+            RankPlan(
+                r, addresses[r], binds[r], fill, template, log_dir / f"{stem}.log", log_dir / f"{stem}.status.json"
+            )
         )
+    began = time.monotonic()
+    ranks = launcher.start(plans, dict(row.env), settings.shutdown_grace_s, name)
+    wildcard = settings.host in ("0.0.0.0", "::", "")
     server = Server(
         row,
         profile,
         settings,
-        settings.host,
+        addresses[0] if wildcard else settings.host,
         port,
-        full,
-        log_path,
-        status_path,
-        process,
+        plans[0].argv,
+        ranks[0].log_path,
+        ranks[0].status_path,
+        ranks[0].process,
+        launcher=launcher,
+        ranks=ranks,
         api_key=api_key,
         secrets=secrets,
     )

@@ -2,6 +2,11 @@
 
     python -m pytest_sglang_ablate.server.supervisor --status FILE --grace S -- <server argv>
 
+For a rank of a multi-node server started by Slurm (one task per node), `--rank-env SLURM_NODEID --hosts A0,A1`
+takes the rank from that variable and puts it and that rank's address in place of @RANK@ and @HOST@ in the
+status path and the server argv. `--check FILE` prints (as JSON) which pids recorded in a status file are still
+alive on this host, for teardown checks over ssh.
+
 It makes itself the child subreaper (every orphan of the server tree is re-parented to it), starts the server
 in a session of its own, and stops the whole tree (SIGTERM to the server's process group, `grace` seconds,
 then SIGKILL to every descendant) when any of these happens: pytest asks (SIGTERM), pytest dies (the kernel's
@@ -17,6 +22,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +48,40 @@ def _die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+RANK, HOST = "@RANK@", "@HOST@"  # placeholders for a Slurm task's rank and address
+
+
 def _write(path: Path, status: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status))
+    tmp.write_text(json.dumps({**status, "hostname": socket.gethostname()}))
     tmp.replace(path)  # readers never see half a file
+
+
+def alive(status: dict[str, Any]) -> list[int]:
+    """The pids a status file recorded (checked against their create times) that still run on this host."""
+    recorded = {int(pid): created for pid, created in status.get("pids", {}).items()}
+    recorded.setdefault(int(status.get("server_pid", -1)), 0.0)
+    out = []
+    for pid, created in recorded.items():
+        try:
+            proc = psutil.Process(pid)
+            if (created and abs(proc.create_time() - created) > 0.01) or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            out.append(pid)
+        except (psutil.Error, ValueError):
+            continue
+    return sorted(out)
+
+
+def for_rank(status: str, argv: list[str], rank_env: str, hosts: list[str]) -> tuple[str, list[str]]:
+    """The status path and argv of this Slurm task: @RANK@ and @HOST@ replaced by its rank and address."""
+    rank = int(os.environ[rank_env])
+    host = hosts[rank] if rank < len(hosts) else socket.gethostname()
+
+    def put(text: str) -> str:
+        return text.replace(RANK, str(rank)).replace(HOST, host)
+
+    return put(status), [put(a) for a in argv]
 
 
 class Supervisor:
@@ -154,14 +190,29 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_sglang_ablate.server.supervisor")
-    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--status")
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--rank-env", help="the variable holding this task's rank (Slurm: SLURM_NODEID)")
+    parser.add_argument("--hosts", default="", help="the ranks' addresses, comma-separated, rank 0 first")
+    parser.add_argument("--check", help="print the pids recorded in this status file that are still alive")
+    parser.add_argument("--env-stdin", action="store_true", help="read the server's env as one JSON line on stdin")
     parser.add_argument("server", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.check:
+        try:
+            print(json.dumps(alive(json.loads(Path(args.check).read_text()))))
+        except (OSError, ValueError):
+            print("[]")  # no status: the rank never started here
+        return 0
     server = args.server[1:] if args.server[:1] == ["--"] else args.server
-    if not server:
-        parser.error("no server command after --")
-    return Supervisor(server, args.status, args.grace).run()
+    if not server or not args.status:
+        parser.error("--status FILE and a server command after -- are needed")
+    if args.env_stdin:  # over ssh: the row's env (secrets too) never appears on a command line
+        os.environ.update({str(k): str(v) for k, v in json.loads(sys.stdin.readline() or "{}").items()})
+    status = args.status
+    if args.rank_env:
+        status, server = for_rank(status, server, args.rank_env, [h for h in args.hosts.split(",") if h])
+    return Supervisor(server, Path(status), args.grace).run()
 
 
 if __name__ == "__main__":
