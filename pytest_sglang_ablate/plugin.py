@@ -42,6 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
     secrets = matrix.secret_values()
     store = Store(settings.out, secrets)
     state = State(settings, prepared, store, secrets, Setup(matrix.prepare, matrix.env, store.logs / "prepare.log"))
+    from .errors import UsageProblem
+
+    try:
+        state.get_launcher()  # slurm outside an allocation, or ssh without hosts, stops here with what to do
+    except UsageProblem as e:
+        raise pytest.UsageError(str(e)) from None
     config.stash[STATE] = state
     config.pluginmanager.register(AblationHooks(state), "ablate")
     if not hasattr(config, "workerinput"):  # results are kept by the process that owns the session
@@ -160,7 +166,7 @@ class AblationHooks:
             from .report import plan
 
             terminalreporter.section(f"ablation plan: {matrix.name}")
-            terminalreporter.line(plan.show(state.prepared, state.selected, state.secrets))
+            terminalreporter.line(plan.show(state.prepared, state.selected, state.secrets, state.get_launcher()))
         elif not hasattr(config, "workerinput"):
             from .report import markdown
             from .results.store import Store

@@ -31,13 +31,23 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     from ..server.launch import start
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
+    launcher = state.get_launcher()  # made (and checked) when pytest started
+    capacity = launcher.capacity()
+    if capacity is not None and row.nodes > capacity:
+        pytest.skip(f"needs {row.nodes} nodes; launcher {launcher.name} has {capacity} here")
     state.setup.ensure()  # the matrix's prepare steps, once; a failure fails every row
     refused = refusal_error(matrix.engine, state.probe_after_setup(), row)
     if refused is not None:
         raise refused
     try:
         server = start(
-            row, engines.get(matrix.engine), matrix.server, store.logs, matrix.api_key, frozenset(state.secrets)
+            row,
+            engines.get(matrix.engine),
+            matrix.server,
+            store.logs,
+            matrix.api_key,
+            frozenset(state.secrets),
+            launcher,
         )
     finally:
         for log in store.logs.glob(f"{row.id}*.log"):

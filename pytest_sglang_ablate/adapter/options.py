@@ -19,6 +19,8 @@ class Settings:
     out: Path = Path("ablate-results")
     resume: bool = False
     baseline: Path | None = None
+    launcher: str | None = None  # None: the matrix's `launcher:`
+    hosts: tuple[str, ...] | None = None  # None: the matrix's `hosts:`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,9 +31,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ablate-out", metavar="DIR", help="Results directory (default ablate-results)")
     group.addoption("--ablate-resume", action="store_true", help="Skip cases already recorded in the results")
     group.addoption("--ablate-baseline", metavar="FILE_OR_DIR", help="Compare with an earlier run's results.jsonl")
+    group.addoption(
+        "--ablate-launcher", metavar="NAME", help="Start servers with local, slurm or ssh (docs/multinode.md)"
+    )
+    group.addoption("--ablate-hosts", metavar="H0,H1", help="The ssh launcher's hosts, rank 0 first")
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
     parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
+    parser.addini("ablate_launcher", "Launcher for every matrix (see --ablate-launcher)")
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -58,4 +65,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
         if not baseline.is_file():
             raise pytest.UsageError(f"--ablate-baseline: no results file at {baseline} (expected a results.jsonl)")
     plan, resume = bool(config.getoption("ablate_plan")), bool(config.getoption("ablate_resume"))
-    return Settings(matrix, shown, plan, version or None, source if version else "", out, resume, baseline)
+    from ..server.launchers import NAMES
+
+    launcher, where = config.getoption("ablate_launcher"), "--ablate-launcher"
+    if not launcher and config.getini("ablate_launcher"):
+        launcher, where = str(config.getini("ablate_launcher")), f"ini ablate_launcher in {config.inipath}"
+    if launcher and launcher not in NAMES:
+        raise pytest.UsageError(f"{where}: expected one of {', '.join(NAMES)}, got {launcher!r}")
+    hosts_text = config.getoption("ablate_hosts")
+    hosts = tuple(h for h in hosts_text.split(",") if h) if hosts_text else None
+    return Settings(
+        matrix, shown, plan, version or None, source if version else "", out, resume, baseline, launcher or None, hosts
+    )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..matrix.prepare import Prepared
     from ..matrix.rows import Case
     from ..results.store import Store
+    from ..server.launchers import Launcher
     from ..server.setup import Setup
 
 
@@ -26,6 +27,19 @@ class State:
     setup: Setup  # the matrix's prepare steps, run before the first row's server
     selected: list[Case] = field(default_factory=list)
     rechecked: ProbeResult | None = None  # the argument checks again after the prepare steps (see fixtures.py)
+    launcher: Launcher | None = None  # made once per run, when the first row needs it
+
+    def get_launcher(self) -> Launcher:
+        """The run's launcher: --ablate-launcher (or ini), else the matrix's; raises UsageProblem where it cannot
+        work (slurm outside an allocation, ssh without hosts)."""
+        if self.launcher is None:
+            from ..server.launchers import get
+
+            matrix = self.prepared.ablation.matrix
+            name = self.settings.launcher or matrix.launcher
+            hosts = self.settings.hosts if self.settings.hosts is not None else matrix.hosts
+            self.launcher = get(name, list(hosts), list(matrix.ssh_options))
+        return self.launcher
 
     def probe_after_setup(self) -> ProbeResult:
         """The probe's result, with the argument checks that needed the prepare steps' output run again (once)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections import OrderedDict
+from collections.abc import Callable
 
 from tabulate import tabulate
 
@@ -11,6 +12,7 @@ from .. import engines, redact
 from ..errors import FailureClass
 from ..matrix.prepare import Prepared
 from ..matrix.rows import Case, Row
+from ..server.launchers import Launcher
 
 COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
 
@@ -59,6 +61,7 @@ def render(
     cases: list[Case],
     rejected: dict[str, str],
     refused: dict[str, str] | None = None,
+    placement: Callable[[Row], str] = lambda row: "1, local",
 ) -> str:
     """One line per row of the selected cases, in run order; the launch prefix is shown once, above."""
     by_row: OrderedDict[Row, list[Case]] = OrderedDict()
@@ -73,15 +76,16 @@ def render(
             expected(cs, rejected.get(row.id), (refused or {}).get(row.id)),
             workloads(cs),
             profile.gpus_needed(row.args),
+            placement(row),
         ]
         for row, cs in by_row.items()
     ]
-    headers = ["row", "on", "server command (after the launch prefix)", "expected", "workloads", "GPUs"]
+    headers = ["row", "on", "server command (after the launch prefix)", "expected", "workloads", "GPUs", "nodes"]
     notes = [f"  {row.id}: {row.note}" for row in by_row if row.note]
     return "\n".join(
         [
             f"launch prefix: {shlex.join(launch)}",
-            tabulate(table, headers, tablefmt="simple_grid", maxcolwidths=[None, 20, COMMAND_WIDTH, 32, 16, 10]),
+            tabulate(table, headers, tablefmt="simple_grid", maxcolwidths=[None, 20, COMMAND_WIDTH, 32, 16, 10, 24]),
             *(["notes:", *notes] if notes else []),
         ]
     )
@@ -93,12 +97,28 @@ def _command(row: Row, launch: tuple[str, ...]) -> str:
     return f"{env} {shlex.join(row.argv[len(launch) :])}".strip()
 
 
-def show(prepared: Prepared, cases: list[Case], secrets: set[str]) -> str:
+def placement(launcher: Launcher) -> Callable[[Row], str]:
+    """Where a row's ranks run: the node count, the launcher, and each rank's address (rank 0 first)."""
+
+    def where(row: Row) -> str:
+        capacity = launcher.capacity()
+        if capacity is not None and row.nodes > capacity:
+            return f"{row.nodes}, {launcher.name}: skipped, it has {capacity}"
+        if row.nodes == 1:
+            return f"1, {launcher.name}"
+        ranks = ", ".join(f"rank {r} {a}" for r, a in enumerate(launcher.addresses(row.nodes)))
+        return f"{row.nodes}, {launcher.name}: {ranks}"
+
+    return where
+
+
+def show(prepared: Prepared, cases: list[Case], secrets: set[str], launcher: Launcher | None = None) -> str:
     """The whole plan as --ablate-plan prints it: the table, the engine's warnings and the summary line."""
     if not cases:
         return "no cases selected"
     matrix, probe = prepared.ablation.matrix, prepared.probe
-    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused)]
+    where = placement(launcher) if launcher is not None else (lambda row: f"{row.nodes}, local")
+    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused, where)]
     lines += [f"{matrix.engine} {probe.version} warns: {w}" for w in engine_warnings(cases, probe.warnings)]
     lines.append(summary(cases))
     return redact.text("\n".join(lines), secrets)
