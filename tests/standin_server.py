@@ -32,6 +32,12 @@ one `data:` event per token with the text so far and `meta_info` (prompt and com
 GET /standin_stats returns the server's own record: for every request its arrival, first and last token send
 times (time.time()) and token counts, plus the most requests ever in flight at once.
 
+Multi-node (`--nnodes N --node-rank R --dist-init-addr H:P`, as SGLang): rank 0 listens on H:P and answers
+/health with 503 until every other rank has connected; a rank R > 0 connects to H:P (retrying for 60 s), serves
+no HTTP, and exits 1 with a line in its log when rank 0 goes away; rank 0 exits 1 when a connected rank goes
+away (as NCCL aborts, `peer_loss_s` later: default 1). `rank_exit=R` with `exit_after=S` makes rank R die like a crashing SGLang scheduler
+(traceback, kill_process_tree, exit -9) S seconds after it connected (rank 0: after all ranks connected).
+
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent
 changes are imitated: --enable-dp-attention with dp 1 is reported off, NEXTN is reported as EAGLE, speculative
@@ -100,6 +106,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "ep-size",
     ):
         p.add_argument(f"--{flag}", type=int)
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--dist-init-addr")
     p.add_argument("--mem-fraction-static", type=float)
     p.add_argument("--speculative-algorithm")
     p.add_argument("--attention-backend")
@@ -194,6 +203,7 @@ class Server:
         self.answer = OPTIONS.get("answer") or "tok"
         self.reasoning = int(OPTIONS.get("reasoning") or 0)
         self.burst = int(OPTIONS.get("burst") or 1) if self.interval == 0 else 1
+        self.ranks_ready = args.nnodes <= 1  # rank 0 of several: ready once every rank has connected
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -223,7 +233,7 @@ class Server:
         self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter, headers: dict[str, str]
     ) -> None:
         if method == "GET" and path in ("/health", "/health_generate"):
-            ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at
+            ready = "never_ready" not in OPTIONS and time.monotonic() >= self.ready_at and self.ranks_ready
             self.reply(writer, 200 if ready else 503, {} if ready else {"error": "starting"})
         elif method == "GET" and path in ("/server_info", "/get_server_info"):
             self.reply(writer, 200, server_info(self.args))
@@ -349,8 +359,69 @@ class Server:
         writer.write(self.encode(chunk))
 
 
+def rank_exit_later(rank: int) -> None:
+    """rank_exit=R, exit_after=S: this rank dies like a crashing SGLang scheduler S seconds from now."""
+    if OPTIONS.get("rank_exit") == str(rank):
+        asyncio.get_running_loop().call_later(float(OPTIONS.get("exit_after") or 0), die_like_a_scheduler)
+
+
+async def rendezvous(server: Server, args: argparse.Namespace) -> asyncio.Server:
+    """Rank 0 of several: wait for every other rank on the --dist-init-addr port, and die when one goes away."""
+    host, port = args.dist_init_addr.rsplit(":", 1)
+    joined: set[int] = set()
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await joined_until_gone(reader, writer)
+        except asyncio.CancelledError:
+            pass  # shutting down
+
+    async def joined_until_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rank = int((await reader.readline()).split()[1])
+        joined.add(rank)
+        log(f"rank {rank} joined from {writer.get_extra_info('peername')[0]} ({len(joined) + 1}/{args.nnodes})")
+        if len(joined) == args.nnodes - 1:
+            server.ranks_ready = True
+            log("all ranks joined")
+            rank_exit_later(0)
+        await reader.read()  # until the rank goes away
+        # as NCCL's watchdog notices a lost peer: not at once (SGLang: a collective's timeout, or its watchdog)
+        await asyncio.sleep(float(OPTIONS.get("peer_loss_s") or 1))
+        log(f"Scheduler hit an exception: RuntimeError: NCCL communicator was aborted: rank {rank} went away")
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    return await asyncio.start_server(peer, host, int(port), reuse_address=True)
+
+
+async def follow(args: argparse.Namespace) -> None:
+    """A rank R > 0: join rank 0 at --dist-init-addr, then live exactly as long as it does."""
+    host, port = args.dist_init_addr.rsplit(":", 1)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                log(f"RuntimeError: cannot reach rank 0 at {args.dist_init_addr} within 60 s")
+                sys.exit(1)
+            await asyncio.sleep(0.1)
+    writer.write(f"rank {args.node_rank}\n".encode())
+    await writer.drain()
+    log(f"node rank {args.node_rank} joined rank 0 at {args.dist_init_addr}")
+    rank_exit_later(args.node_rank)
+    await reader.read()
+    log(f"RuntimeError: rank 0 at {args.dist_init_addr} went away; node rank {args.node_rank} exits")
+    sys.exit(1)
+
+
 async def serve(args: argparse.Namespace) -> None:
     server = Server(args)
+    if args.nnodes > 1 and args.node_rank > 0:
+        await follow(args)
+        return
+    if args.nnodes > 1:
+        await rendezvous(server, args)
     listener = await asyncio.start_server(server.handle, args.host, args.port, reuse_address=True, backlog=1024)
     log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
     loop = asyncio.get_running_loop()

@@ -214,7 +214,7 @@ def test_checks_that_need_the_prepare_steps_output_run_again_after_them_before_a
 ) -> None:
     made = REFUSED.format(python=sys.executable).replace("model: m\n", "model: made/m\n")
     make = "import os; os.makedirs('made/m'); open('made/m/config.json', 'w').close()"
-    made += f"prepare:\n  - {{run: [{sys.executable}, -c, \"{make}\"], creates: made/m}}\n"
+    made += f'prepare:\n  - {{run: [{sys.executable}, -c, "{make}"], creates: made/m}}\n'
     project.makefile(".yaml", m=made)
     result = project.runpytest("--ablate-matrix", "m.yaml", "-k", "half", "-rx")
     result.assert_outcomes(xfailed=1)  # refused once the model's config existed; not launched

@@ -86,19 +86,14 @@ class Server:
         return self.status().get("returncode")
 
     def failed_rank(self) -> Rank | None:
-        """Of a multi-node server, the rank that exited first (by when its status or local process ended)."""
+        """Of a multi-node server, the rank whose server exited first on its own (by its supervisor's clock)."""
         gone = [r for r in self.ranks if self.launcher.exited(r)]
 
-        def ended(rank: Rank) -> float:
-            for path in (
-                rank.status_path,
-                rank.status_path.with_name(rank.status_path.name.replace(".status.", ".ssh.status.")),
-            ):
-                if path.exists():
-                    return path.stat().st_mtime
-            return float("inf")
+        def exited_at(rank: Rank) -> float:
+            poll_until(lambda: "stopped_by" in self.launcher.status(rank), 10, interval_s=0.2)
+            return self.launcher.status(rank).get("exited_at") or float("inf")
 
-        return min(gone, key=lambda r: (ended(r), r.rank)) if gone else None
+        return min(gone, key=lambda r: (exited_at(r), r.rank)) if gone else None
 
     def ensure_alive(self, grace_s: float = 2.0) -> None:
         """After a failed request: raise ServerDied (with the cause from the log) if the server has exited."""

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ class Supervisor:
         self.server_status: int | None = None  # the raw wait status of the server's main process
         self.seen: dict[int, float] = {}  # every descendant pid seen -> its create time
         self.parent = os.getppid()
+        self.exited_at: float | None = None  # when the server's main process exited (time.time())
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         self.stop_reason = self.stop_reason or ("parent_died" if os.getppid() != self.parent else f"signal {signum}")
@@ -118,6 +120,7 @@ class Supervisor:
                 return
             if pid == self.server_pid:
                 self.server_status = status
+                self.exited_at = time.time()  # which rank of several died first
 
     def run(self) -> int:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -156,6 +159,7 @@ class Supervisor:
                 "supervisor_pid": os.getpid(),
                 "returncode": returncode,
                 "stopped_by": self.stop_reason,
+                "exited_at": self.exited_at,
                 "pids": {str(k): v for k, v in self.seen.items()},
                 "leftover": leftover,
             },
