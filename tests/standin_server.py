@@ -35,8 +35,9 @@ times (time.time()) and token counts, plus the most requests ever in flight at o
 Multi-node (`--nnodes N --node-rank R --dist-init-addr H:P`, as SGLang): rank 0 listens on H:P and answers
 /health with 503 until every other rank has connected; a rank R > 0 connects to H:P (retrying for 60 s), serves
 no HTTP, and exits 1 with a line in its log when rank 0 goes away; rank 0 exits 1 when a connected rank goes
-away (as NCCL aborts, `peer_loss_s` later: default 1). `rank_exit=R` with `exit_after=S` makes rank R die like a crashing SGLang scheduler
-(traceback, kill_process_tree, exit -9) S seconds after it connected (rank 0: after all ranks connected).
+away (as NCCL aborts, `peer_loss_s` later: default 1). `rank_exit=R` with `exit_after=S` makes rank R die like
+a crashing SGLang scheduler (traceback, kill_process_tree, exit -9) S seconds after it connected (rank 0: after
+all ranks connected).
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent

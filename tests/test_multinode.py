@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+
+from pytest_sglang_ablate.server.poll import poll_until
 
 pytestmark = pytest.mark.standin
 STANDIN = Path(__file__).parent / "standin_server.py"
@@ -159,3 +163,49 @@ def test_launcher_slurm_outside_an_allocation_is_a_usage_error_saying_what_to_do
     result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*launcher slurm runs inside a Slurm allocation*salloc -N 2*"])
+
+
+@pytest.fixture
+def allocation(launcher: str) -> Iterator[dict[str, str]]:
+    """For slurm, a two-node allocation that outlives pytest (as an sbatch job does), so that only our own cleanup
+    can end the row's step; for ssh, nothing."""
+    if launcher != "slurm":
+        yield {}
+        return
+    done = subprocess.run(["salloc", "-N", "2", "--no-shell", "--time=10"], capture_output=True, text=True, timeout=60)
+    job = done.stderr.split("Granted job allocation ")[1].split()[0]
+    try:
+        yield {"SLURM_JOB_ID": job, "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "n[0-1]"}
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
+def test_pytest_killed_mid_row_leaves_no_process_of_any_rank_and_no_step(
+    pytester: pytest.Pytester, launcher: str, allocation: dict[str, str], sig: signal.Signals
+) -> None:
+    rows = """  - {features: [radix_cache], env: {STANDIN: "tok_rate=20"},
+     workloads: {batch: {levels: [{concurrency: 2, requests: 40}]}}}"""
+    write(pytester, launcher, rows)
+    command = [sys.executable, "-m", "pytest", "m.yaml", "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider"]
+    inner = subprocess.Popen(
+        [*command, "-k", "batch"],
+        cwd=pytester.path,
+        env={**os.environ, **allocation},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rank0 = pytester.path / "ablate-results" / "logs" / "radix_cache.rank0.log"
+    try:
+        joined = poll_until(lambda: rank0.exists() and "all ranks joined" in rank0.read_text(), 60)
+        assert joined, "the 2-node row never came up"
+        assert len((pytester.path / "pids").read_text().split()) == 2
+        inner.send_signal(sig)
+        inner.wait(timeout=60)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+    assert poll_until(lambda: leftovers(pytester) == [], 30), f"still alive: {leftovers(pytester)}"
+    if launcher == "slurm":
+        job = allocation["SLURM_JOB_ID"]
+        assert poll_until(lambda: not [s for s in steps() if s.startswith(f"{job}.")], 15), steps()

@@ -30,3 +30,14 @@ def test_every_option_the_workflow_uses_exists() -> None:
     ).stdout
     missing = [opt for opt in sorted(used) if opt not in helptext]
     assert not missing
+
+
+def test_the_multinode_job_runs_the_seed_matrix_through_slurm_inside_one_allocation() -> None:
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["multinode"]
+    assert "slurm-login" in job["runs-on"]
+    runs = [str(s.get("run", "")) for s in job["steps"]]
+    ablation = next(r for r in runs if "--benchmark-save" in r)
+    assert "salloc -N 2" in ablation and "--ablate-launcher slurm" in ablation
+    assert "--benchmark-compare-fail" in ablation and "--ablate-baseline" in ablation
+    assert any("--ablate-plan" in r and "salloc" in r for r in runs)
+    assert job["env"]["MATRIX"] == "matrix/r1.yaml"
