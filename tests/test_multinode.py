@@ -112,6 +112,21 @@ def test_a_two_node_row_launches_is_measured_and_leaves_nothing_on_any_node(
     assert not any("ablate-radix_cache" in s for s in steps())
 
 
+def test_secrets_of_a_two_node_row_stay_masked_in_every_ranks_log(pytester: pytest.Pytester, launcher: str) -> None:
+    write(pytester, launcher)
+    text = (pytester.path / "m.yaml").read_text()
+    text = text.replace(
+        'env: {STANDIN: "tok_rate=200",', 'api_key: sk-key-4711\nenv: {HF_TOKEN: hf-tok-4711, STANDIN: "tok_rate=200",'
+    )
+    (pytester.path / "m.yaml").write_text(text)
+    run(pytester, launcher, "-k", "single").assert_outcomes(passed=1)
+    saved = [p for p in (pytester.path / "ablate-results").rglob("*") if p.is_file()]
+    assert any(p.name == "radix_cache.rank1.log" for p in saved)
+    assert "'api_key': '***'" in (pytester.path / "ablate-results" / "logs" / "radix_cache.rank1.log").read_text()
+    leaked = [p.name for p in saved if "4711" in p.read_text(errors="replace")]
+    assert leaked == []
+
+
 def test_rank_1_dying_mid_level_fails_that_row_with_its_log_and_the_next_row_runs(
     pytester: pytest.Pytester, launcher: str
 ) -> None:
@@ -209,3 +224,16 @@ def test_pytest_killed_mid_row_leaves_no_process_of_any_rank_and_no_step(
     if launcher == "slurm":
         job = allocation["SLURM_JOB_ID"]
         assert poll_until(lambda: not [s for s in steps() if s.startswith(f"{job}.")], 15), steps()
+
+
+def test_a_server_on_a_non_loopback_address_without_an_api_key_is_warned_about_by_row(
+    pytester: pytest.Pytester,
+) -> None:
+    text = MATRIX.format(
+        python=sys.executable, standin=STANDIN, launcher="local", ssh_config="x", pids="p", rows="  - [radix_cache]"
+    )
+    # the stand-in dies at start, before it binds anything: only the warning is under test
+    text = text.replace("nodes: 2\n", "").replace("startup_timeout: 60}", "startup_timeout: 60, host: 0.0.0.0}")
+    pytester.makefile(".yaml", m=text.replace('STANDIN: "tok_rate=200"', 'STANDIN: "exit=plain"'))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-k", "single")
+    result.stdout.fnmatch_lines(["*row 'radix_cache': rank 0 listens on 0.0.0.0 without an api_key*"])

@@ -5,7 +5,9 @@ plugin's namespace."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,13 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     capacity = launcher.capacity()
     if capacity is not None and row.nodes > capacity:
         pytest.skip(f"needs {row.nodes} nodes; launcher {launcher.name} has {capacity} here")
+    if not matrix.api_key and not _loopback(matrix.server.host):
+        warnings.warn(
+            f"row '{row.id}': rank 0 listens on {matrix.server.host} without an api_key, so anyone who can reach "
+            "that address can use the server; set `api_key:` in the matrix (it is masked wherever we save)",
+            UserWarning,
+            stacklevel=1,
+        )
     state.setup.ensure()  # the matrix's prepare steps, once; a failure fails every row
     refused = refusal_error(matrix.engine, state.probe_after_setup(), row)
     if refused is not None:
@@ -59,6 +68,13 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
             server.stop()
         finally:
             store.mask_log(server.log_path)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @pytest.fixture

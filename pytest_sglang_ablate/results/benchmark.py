@@ -35,6 +35,9 @@ def provenance(server: Server, measured: Measured, secrets: set[str]) -> dict[st
         "effective_config": server.info,
         "unverified_flags": server.unverified,
         "mem_fraction_static_retry": server.mem_fraction_static,
+        "launcher": server.launcher.name,
+        "nodes": [{"rank": r.rank, "address": r.address} for r in server.ranks],
+        "server_startup_s": server.started_s,  # launch (srun, ssh or the local process) to rank 0 healthy
     }
     return dict(redact.data(extra, secrets))
 
