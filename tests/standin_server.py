@@ -35,9 +35,9 @@ times (time.time()) and token counts, plus the most requests ever in flight at o
 Multi-node (`--nnodes N --node-rank R --dist-init-addr H:P`, as SGLang): rank 0 listens on H:P and answers
 /health with 503 until every other rank has connected; a rank R > 0 connects to H:P (retrying for 60 s), serves
 no HTTP, and exits 1 with a line in its log when rank 0 goes away; rank 0 exits 1 when a connected rank goes
-away (as NCCL aborts, `peer_loss_s` later: default 1). `rank_exit=R` with `exit_after=S` makes rank R die like
-a crashing SGLang scheduler (traceback, kill_process_tree, exit -9) S seconds after it connected (rank 0: after
-all ranks connected).
+away (as NCCL aborts, `peer_loss_s` later: default 1). `exit_rank=R` limits `exit=` to rank R. `rank_exit=R`
+with `exit_after=S` makes rank R die like a crashing SGLang scheduler (traceback, kill_process_tree, exit -9)
+S seconds after it connected (rank 0: after all ranks connected).
 
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent
@@ -445,7 +445,7 @@ def main() -> None:
         start_children(int(OPTIONS["children"]), "stubborn" in OPTIONS)
     if "stubborn" in OPTIONS:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    death = OPTIONS.get("exit")
+    death = OPTIONS.get("exit") if OPTIONS.get("exit_rank", str(args.node_rank)) == str(args.node_rank) else None
     if "oom_above" in OPTIONS and (args.mem_fraction_static or 0.9) > float(OPTIONS["oom_above"]):
         death = "oom_kv"
     if death in SGLANG_05_DEATHS:

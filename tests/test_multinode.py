@@ -145,6 +145,18 @@ def test_rank_1_dying_mid_level_fails_that_row_with_its_log_and_the_next_row_run
     assert leftovers(pytester) == []
 
 
+def test_a_rank_dying_at_start_fails_the_row_at_once_not_at_the_start_timeout(
+    pytester: pytest.Pytester, launcher: str
+) -> None:
+    write(pytester, launcher, '  - {features: [radix_cache], env: {STANDIN: "exit=scheduler_crash,exit_rank=1"}}')
+    result = run(pytester, launcher, "-k", "single", "--durations=1")
+    result.assert_outcomes(errors=1)
+    record = results(pytester)["radix_cache-single"]
+    assert record["failure_class"] == "crash"
+    assert "rank 1 of 2 (on 127.0.0.2) exited first" in str(record["message"])
+    assert float(str(record["duration_s"])) < 30  # the startup timeout is 60 s: rank 0 never became ready
+
+
 def test_a_row_needing_more_nodes_than_there_are_is_skipped_before_launch(
     pytester: pytest.Pytester, launcher: str
 ) -> None:

@@ -276,16 +276,22 @@ print("{:<40} {:<10.2f}".format("Mean TPOT (ms):", 1000 * tpot))
 """
 
 
-@pytest.mark.parametrize(
-    ("scale", "outcome"), [("1", {"passed": 1}), ("1.5", {"failed": 1})], ids=["agrees", "disagrees"]
-)
-def test_a_cross_check_measures_the_level_again_with_sglangs_client_and_fails_when_they_disagree(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, scale: str, outcome: dict[str, int]
-) -> None:
+@pytest.fixture
+def fake_bench_serving(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `sglang.bench_serving` that reports the stand-in's own record of the level, importable by the run."""
     (pytester.path / "sglang").mkdir()
     (pytester.path / "sglang" / "__init__.py").write_text("")
     (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+
+
+@pytest.mark.parametrize(
+    ("scale", "outcome"), [("1", {"passed": 1}), ("1.5", {"failed": 1})], ids=["agrees", "disagrees"]
+)
+@pytest.mark.usefixtures("fake_bench_serving")
+def test_a_cross_check_measures_the_level_again_with_sglangs_client_and_fails_when_they_disagree(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, scale: str, outcome: dict[str, int]
+) -> None:
     monkeypatch.setenv("FAKE_BENCH_SCALE", scale)
     result = run(pytester, "tok_rate=200", ", cross_check: bench_serving", "-k", "c4")
     result.assert_outcomes(**outcome)
@@ -310,13 +316,8 @@ def test_a_cross_check_measures_the_level_again_with_sglangs_client_and_fails_wh
         result.stdout.fnmatch_lines(["*throughput_tok_s: ours *, sglang.bench_serving * on the same server (-3?.?%*"])
 
 
-def test_with_repeat_the_two_clients_take_turns_and_their_medians_are_compared(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (pytester.path / "sglang").mkdir()
-    (pytester.path / "sglang" / "__init__.py").write_text("")
-    (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
-    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+@pytest.mark.usefixtures("fake_bench_serving")
+def test_with_repeat_the_two_clients_take_turns_and_their_medians_are_compared(pytester: pytest.Pytester) -> None:
     run(pytester, "tok_rate=200", ", cross_check: bench_serving, repeat: 3", "-k", "c4").assert_outcomes(passed=1)
     calls = [int(n) for n in (pytester.path / "bench_serving_calls.txt").read_text().split()]
     assert calls == [4 + 12, 2 * (4 + 12), 3 * (4 + 12)]  # after each of our runs (a c4 burst, then 12 requests)
@@ -335,13 +336,10 @@ def test_a_failed_cross_check_run_is_not_hidden_by_the_median_of_the_others() ->
     assert cross_check.differences({"throughput_tok_s": 10.0}, bad, 0.05)[0].endswith("exit code 1")
 
 
+@pytest.mark.usefixtures("fake_bench_serving")
 def test_a_level_may_allow_a_wider_disagreement_than_its_workload(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (pytester.path / "sglang").mkdir()
-    (pytester.path / "sglang" / "__init__.py").write_text("")
-    (pytester.path / "sglang" / "bench_serving.py").write_text(FAKE_BENCH_SERVING)
-    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
     monkeypatch.setenv("FAKE_BENCH_SCALE", "1.5")  # bench_serving reports 1.5x our throughput
     matrix = MATRIX.replace(
         "{concurrency: 4, requests: 12}", "{concurrency: 4, requests: 12, cross_check_tolerance: 0.5}"
