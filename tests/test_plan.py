@@ -53,11 +53,13 @@ def test_plan_follows_k_selection(pytester: pytest.Pytester) -> None:
 
 def test_plan_shows_gpus_from_tp_dp_and_nodes() -> None:
     from pytest_sglang_ablate.engines import get
+    from pytest_sglang_ablate.matrix.rows import Row
 
-    gpus = get("sglang").gpus_needed
-    assert gpus((("tp-size", 16), ("nnodes", 2))) == "16 (2 nodes x 8)"
-    assert gpus((("tp-size", 8), ("dp-size", 8), ("enable-dp-attention", True))) == "8"
-    assert gpus((("tp-size", 2), ("dp-size", 4))) == "8"
+    count = get("sglang").gpu_count
+    assert count((("tp-size", 16), ("nnodes", 2))) == 16
+    assert count((("tp-size", 8), ("dp-size", 8), ("enable-dp-attention", True))) == 8
+    assert count((("tp-size", 2), ("dp-size", 4))) == 8
+    assert Row("r", (), (), (), (), (), nodes=2, gpus=8).gpus_text() == "16 (2 nodes x 8)"
 
 
 def test_r1_plan_counts_the_seed_rows_and_their_expected_failures(pytester: pytest.Pytester) -> None:

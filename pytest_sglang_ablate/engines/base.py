@@ -51,8 +51,8 @@ class EngineProfile:
     default_launch: Callable[[], list[str]]
     # the flag that names the model, e.g. --model-path
     model_flag: str
-    # how many GPUs a server with these args needs, in words ("16 (2 nodes x 8)")
-    gpus_needed: Callable[[Args], str]
+    # how many GPUs a server with these args needs in all nodes together (rows.Row.gpus divides it by the nodes)
+    gpu_count: Callable[[Args], int]
     # the Python interpreter that can import the engine for this launch prefix, if the prefix says
     probe_python: Callable[[list[str]], str | None]
     # a Python file run by probe_python, by path: reads JSON [{"id", "argv"}] on stdin, prints

@@ -18,17 +18,13 @@ def _default_launch() -> list[str]:
     return [sys.executable, "-m", LAUNCH_MODULE]
 
 
-def _gpus_needed(args: Args) -> str:
+def _gpu_count(args: Args) -> int:
     tp = int_value(args, "tp-size")  # aliases are merged into these names when the matrix is read
     pp = int_value(args, "pp-size")
     dp = int_value(args, "dp-size")
-    nnodes = int_value(args, "nnodes")
     # DP attention splits the TP group into dp parts; plain --dp runs dp replicas of tp GPUs each
     dp_attention = bool(lookup(args, "enable-dp-attention"))
-    total = tp * pp * (1 if dp_attention else dp)
-    if nnodes > 1:
-        return f"{total} ({nnodes} nodes x {max(total // nnodes, 1)})"
-    return str(total)
+    return tp * pp * (1 if dp_attention else dp)
 
 
 def _probe_python(launch: list[str]) -> str | None:
@@ -131,7 +127,7 @@ SGLANG = EngineProfile(
     name="sglang",
     default_launch=_default_launch,
     model_flag="--model-path",
-    gpus_needed=_gpus_needed,
+    gpu_count=_gpu_count,
     probe_python=_probe_python,
     probe_script=Path(__file__).with_name("_sglang_probe.py"),
     extra_ports=_extra_ports,

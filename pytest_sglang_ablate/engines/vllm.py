@@ -25,9 +25,9 @@ def _default_launch() -> list[str]:
     return [sys.executable, "-m", LAUNCH_MODULE]
 
 
-def _gpus_needed(args: Args) -> str:
+def _gpu_count(args: Args) -> int:
     parallel = ("tensor-parallel-size", "pipeline-parallel-size", "data-parallel-size")
-    return str(math.prod(int_value(args, name) for name in parallel))
+    return math.prod(int_value(args, name) for name in parallel)
 
 
 def _probe_python(launch: list[str]) -> str | None:
@@ -67,7 +67,7 @@ VLLM = EngineProfile(
     name="vllm",
     default_launch=_default_launch,
     model_flag="--model",
-    gpus_needed=_gpus_needed,
+    gpu_count=_gpu_count,
     probe_python=_probe_python,
     probe_script=Path(__file__).with_name("_vllm_probe.py"),
     health_path="/health",

@@ -215,6 +215,7 @@ TOP_KEYS = {
     "secrets": False,
     "prepare": False,
     "nodes": False,
+    "gpus": False,
     "launcher": False,
     "hosts": False,
     "ssh_options": False,
@@ -234,9 +235,11 @@ ROW_KEYS = {
     "workloads": False,
     "note": False,
     "nodes": False,
+    "gpus": False,
 }
 GENERATE_KEYS = {
     "nodes": False,
+    "gpus": False,
     "mode": True,
     "features": False,
     "exclude_known_issues": False,
@@ -346,6 +349,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         secrets=frozenset(n.lower().replace("_", "-") for n in _names(r, top, "secrets")),
         prepare=_prepare(r, top),
         nodes=_count(r, top, "nodes", ""),
+        gpus=_count(r, top, "gpus", ""),
         launcher=_launcher(r, top),
         hosts=tuple(_names(r, top, "hosts")),
         ssh_options=tuple(_names(r, top, "ssh_options")),
@@ -660,6 +664,7 @@ def _row_body(
         else _row_workloads(r, top, body["workloads"], body, "workloads", f"{path}.workloads", workloads),
         "note": "" if body.get("note") is None else r.string(body["note"], body, "note", f"{path}.note"),
         "nodes": _count(r, body, "nodes", path),
+        "gpus": _count(r, body, "gpus", path),
     }
 
 

@@ -28,6 +28,12 @@ class Row:
     workloads: tuple[Workload, ...]
     note: str = ""
     nodes: int = 1  # machines the server spans: one rank per node
+    gpus: int = 1  # GPUs the server needs on each node
+
+    def gpus_text(self) -> str:
+        """The GPU need in words, as the plan and skip reasons show it: "16 (2 nodes x 8)"."""
+        total = self.gpus * self.nodes
+        return f"{total} ({self.nodes} nodes x {self.gpus})" if self.nodes > 1 else str(total)
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,9 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
         env = tuple({**dict(matrix.env), **dict(spec.env)}.items())
         chosen = {w.name: w for w in (spec.workloads or matrix.workloads)}
         workloads = tuple(chosen[w.name] for w in matrix.workloads if w.name in chosen)
-        row = Row(row_id, on, args, argv, env, workloads, spec.note, _nodes(matrix, spec, row_id, args, profile))
+        nodes = _nodes(matrix, spec, row_id, args, profile)
+        gpus = spec.gpus or matrix.gpus or max(1, -(-profile.gpu_count(args) // nodes))  # per node, rounded up
+        row = Row(row_id, on, args, argv, env, workloads, spec.note, nodes, gpus)
         rows.append(row)
         for w in workloads:
             levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)

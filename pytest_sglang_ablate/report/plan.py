@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from tabulate import tabulate
 
-from .. import engines, redact
+from .. import redact
 from ..errors import FailureClass
 from ..matrix.prepare import Prepared
 from ..matrix.rows import Case, Row
@@ -67,7 +67,6 @@ def render(
     by_row: OrderedDict[Row, list[Case]] = OrderedDict()
     for c in cases:
         by_row.setdefault(c.row, []).append(c)
-    profile = engines.get(engine)
     table = [
         [
             row.id,
@@ -75,7 +74,7 @@ def render(
             _command(row, launch),
             expected(cs, rejected.get(row.id), (refused or {}).get(row.id)),
             workloads(cs),
-            profile.gpus_needed(row.args),
+            row.gpus_text(),
             placement(row),
         ]
         for row, cs in by_row.items()
