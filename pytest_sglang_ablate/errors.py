@@ -19,6 +19,7 @@ class FailureClass(str, Enum):
     DIED_DURING_WORKLOAD = "died_during_workload"
     TEARDOWN = "teardown"
     PREPARE = "prepare"  # a matrix `prepare:` command failed, so no row ran
+    TOO_BIG = "too_big"  # not run: the row needs more nodes or GPUs than this run has (outcome skipped)
 
     def __str__(self) -> str:
         return self.value

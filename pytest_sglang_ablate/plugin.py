@@ -48,6 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
         state.get_launcher()  # slurm outside an allocation, or ssh without hosts, stops here with what to do
     except UsageProblem as e:
         raise pytest.UsageError(str(e)) from None
+    worker = getattr(config, "workerinput", None)
+    import uuid
+
+    state.share(worker["testrunuid"] if worker else uuid.uuid4().hex, settings.exclusive)
     config.stash[STATE] = state
     config.pluginmanager.register(AblationHooks(state), "ablate")
     if not hasattr(config, "workerinput"):  # results are kept by the process that owns the session
@@ -72,7 +76,11 @@ class AblationHooks:
         p, s, matrix = self.state.prepared, self.state.settings, self.ablation.matrix
         version = f"{matrix.engine} {p.version} ({p.version_source})" if p.version else "version unknown"
         size = f"{len(self.ablation.rows)} rows, {len(self.ablation.cases)} cases"
-        return [f"ablate: {s.matrix_shown} ({matrix.name}): {size}; {version}", f"ablate: {p.probe.note}"]
+        return [
+            f"ablate: {s.matrix_shown} ({matrix.name}): {size}; {version}",
+            f"ablate: {p.probe.note}",
+            f"ablate: {s.gpus.describe()}",
+        ]
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         matrix = self.state.settings.matrix
@@ -104,6 +112,21 @@ class AblationHooks:
         row = param(item, "sglang_server")
         if row is not None:  # `-k 'not [row id]'` deselects exactly one row; a plain id would match longer ids too
             item.extra_keyword_matches.add(f"[{row.id}]")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """--dist loadgroup with the fixes for a worker that dies mid-row (adapter/scheduling.py)."""
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        from .adapter.scheduling import RowScheduling
+
+        return RowScheduling(config, log)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not hasattr(session.config, "workerinput"):  # the workers are done: their lock files can go
+            import shutil
+
+            shutil.rmtree(self.state.run_dir, ignore_errors=True)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -139,13 +162,16 @@ class AblationHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Each report of a matrix case says which case it is and, when a server failed, the failure class."""
-        from .errors import ServerError
+        from .adapter.fixtures import RowTooBig
+        from .errors import FailureClass, ServerError
 
         report = yield
         case = param(item, "ablate_case")
         if case is not None:
             report.user_properties.append((CASE, case.id))
         error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, RowTooBig):
+            report.user_properties.append((FAILURE, FailureClass.TOO_BIG.value))
         if isinstance(error, ServerError) and error.failure_class is not None:
             report.user_properties.append((FAILURE, error.failure_class.value))
             if error.phase:
@@ -166,7 +192,9 @@ class AblationHooks:
             from .report import plan
 
             terminalreporter.section(f"ablation plan: {matrix.name}")
-            terminalreporter.line(plan.show(state.prepared, state.selected, state.secrets, state.get_launcher()))
+            terminalreporter.line(
+                plan.show(state.prepared, state.selected, state.secrets, state.get_launcher(), state.settings.gpus)
+            )
         elif not hasattr(config, "workerinput"):
             from .report import markdown
             from .results.store import Store

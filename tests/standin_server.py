@@ -39,6 +39,11 @@ away (as NCCL aborts, `peer_loss_s` later: default 1). `exit_rank=R` limits `exi
 with `exit_after=S` makes rank R die like a crashing SGLang scheduler (traceback, kill_process_tree, exit -9)
 S seconds after it connected (rank 0: after all ranks connected).
 
+STANDIN_RECORD=FILE appends one JSON line when the server starts ({"pid", "cuda_visible_devices", "port",
+"started"}) and one when it shuts down ({"pid", "ended"}), for checking GPU and port sharing between servers.
+`kill_worker_after=S` SIGKILLs the process that started our supervisor (a pytest-xdist worker) S seconds after
+start, as an OOM killer or a crash would.
+
 STANDIN_PIDS=FILE appends every pid the stand-in starts (itself included); STANDIN_READY=FILE gets, at start,
 the time.time() from which /health answers 200 (for measuring how soon a poller notices). SGLang's own silent
 changes are imitated: --enable-dp-attention with dp 1 is reported off, NEXTN is reported as EAGLE, speculative
@@ -84,6 +89,12 @@ DEATH_TEXT = {
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", flush=True)
+
+
+def record(event: dict[str, Any]) -> None:
+    if os.environ.get("STANDIN_RECORD"):
+        with open(os.environ["STANDIN_RECORD"], "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), **event}) + "\n")
 
 
 def record_pid(pid: int) -> None:
@@ -425,6 +436,12 @@ async def serve(args: argparse.Namespace) -> None:
         await rendezvous(server, args)
     listener = await asyncio.start_server(server.handle, args.host, args.port, reuse_address=True, backlog=1024)
     log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
+    record({"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "port": args.port, "started": time.time()})
+    if OPTIONS.get("kill_worker_after"):
+        import psutil
+
+        worker = psutil.Process(os.getppid()).ppid()  # our parent is the supervisor; its parent, the worker
+        asyncio.get_running_loop().call_later(float(OPTIONS["kill_worker_after"]), os.kill, worker, signal.SIGKILL)
     loop = asyncio.get_running_loop()
     loop.call_later(max(0.0, server.ready_at - time.monotonic()), log, "The server is fired up and ready to roll!")
     stop = asyncio.Event()
@@ -432,6 +449,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with listener:
         await stop.wait()
+    record({"ended": time.time()})
     log("Shutting down")
 
 

@@ -6,9 +6,11 @@ plugin's namespace."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,13 +32,14 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         raise pytest.UsageError("the sglang_server fixture needs a matrix: run pytest with --ablate-matrix PATH")
     from .. import engines
     from ..engines.probe import refusal_error
+    from ..server.inventory import unfit
     from ..server.launch import start
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
     launcher = state.get_launcher()  # made (and checked) when pytest started
-    capacity = launcher.capacity()
-    if capacity is not None and row.nodes > capacity:
-        pytest.skip(f"needs {row.nodes} nodes; launcher {launcher.name} has {capacity} here")
+    too_big = unfit(row, launcher, state.settings.gpus)
+    if too_big:
+        raise RowTooBig(too_big)
     if not matrix.api_key and not _loopback(matrix.server.host):
         warnings.warn(
             f"row '{row.id}': rank 0 listens on {matrix.server.host} without an api_key, so anyone who can reach "
@@ -48,26 +51,40 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     refused = refusal_error(matrix.engine, state.probe_after_setup(), row)
     if refused is not None:
         raise refused
+    # this row's GPUs (and port block) among the run's workers; held until its GPU memory is released
+    lease = state.leases.gpus(row.gpus, math.inf)
+    if lease.gpus:  # the server sees only its own GPUs
+        row = replace(row, env=(*row.env, ("CUDA_VISIBLE_DEVICES", ",".join(lease.gpus))))
     try:
-        server = start(
-            row,
-            engines.get(matrix.engine),
-            matrix.server,
-            store.logs,
-            matrix.api_key,
-            frozenset(state.secrets),
-            launcher,
-        )
-    finally:
-        for log in store.logs.glob(f"{row.id}*.log"):
-            store.mask_log(log)
-    try:
-        yield server
-    finally:
         try:
-            server.stop()
+            server = start(
+                row,
+                engines.get(matrix.engine),
+                matrix.server,
+                store.logs,
+                matrix.api_key,
+                frozenset(state.secrets),
+                launcher,
+                lambda free: state.leases.port_block(lease, free),
+            )
         finally:
-            store.mask_log(server.log_path)
+            for log in store.logs.glob(f"{row.id}*.log"):
+                store.mask_log(log)
+        state.activity.began(row.id, lease.gpus, server.port)
+        try:
+            yield server
+        finally:
+            try:
+                server.stop()
+            finally:
+                state.activity.ended(row.id)
+                store.mask_log(server.log_path)
+    finally:
+        lease.release()
+
+
+class RowTooBig(pytest.skip.Exception):  # type: ignore[name-defined,misc]
+    """A skip before launch: the row needs more nodes or GPUs than this run has (recorded as class too_big)."""
 
 
 def _loopback(host: str) -> bool:
@@ -83,8 +100,12 @@ def ablate_record(request: pytest.FixtureRequest, sglang_server: Server) -> Call
     version). They reach pytest-benchmark in the process that owns its session (xdist-safe)."""
     from ..results.benchmark import provenance
 
+    state, began = request.config.stash[STATE], time.time()
+
     def record(measured: Measured) -> None:
-        extra = provenance(sglang_server, measured, request.config.stash[STATE].secrets)
+        extra = provenance(sglang_server, measured, state.secrets)
+        # rows that ran at the same time (pytest-xdist) shared CPU, host memory and PCIe with this case
+        extra["overlapped_by"] = state.activity.overlaps(sglang_server.row.id, began, time.time())
         payload = {"group": measured.group, "samples": measured.samples, "extra_info": extra}
         request.node.user_properties.append((MEASURED, payload))
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ..server.inventory import NOT_RESOLVED, Inventory
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,6 +23,8 @@ class Settings:
     baseline: Path | None = None
     launcher: str | None = None  # None: the matrix's `launcher:`
     hosts: tuple[str, ...] | None = None  # None: the matrix's `hosts:`
+    gpus: Inventory = NOT_RESOLVED  # the GPUs servers may be given
+    exclusive: bool = False  # one row at a time, even under pytest-xdist
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,10 +39,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--ablate-launcher", metavar="NAME", help="Start servers with local, slurm or ssh (docs/multinode.md)"
     )
     group.addoption("--ablate-hosts", metavar="H0,H1", help="The ssh launcher's hosts, rank 0 first")
+    group.addoption(
+        "--ablate-exclusive", action="store_true", help="One row at a time, even with -n (honest numbers for gates)"
+    )
+    group.addoption("--ablate-gpus", metavar="IDS", help="GPU ids servers may use (0,1,2,3) or none (default: found)")
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
     parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
     parser.addini("ablate_launcher", "Launcher for every matrix (see --ablate-launcher)")
+    parser.addini("ablate_gpus", "GPU ids servers may use (see --ablate-gpus)")
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -74,6 +83,25 @@ def resolve_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"{where}: expected one of {', '.join(NAMES)}, got {launcher!r}")
     hosts_text = config.getoption("ablate_hosts")
     hosts = tuple(h for h in hosts_text.split(",") if h) if hosts_text else None
+    import os
+
+    from ..server.inventory import resolve
+
+    try:
+        gpus = resolve(config.getoption("ablate_gpus"), str(config.getini("ablate_gpus") or ""), os.environ)
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     return Settings(
-        matrix, shown, plan, version or None, source if version else "", out, resume, baseline, launcher or None, hosts
+        matrix,
+        shown,
+        plan,
+        version or None,
+        source if version else "",
+        out,
+        resume,
+        baseline,
+        launcher or None,
+        hosts,
+        gpus,
+        bool(config.getoption("ablate_exclusive")),
     )

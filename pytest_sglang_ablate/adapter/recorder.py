@@ -29,9 +29,9 @@ def failure_text(report: pytest.TestReport) -> str:
     """What failed, without the traceback: the exception's message where pytest has it, else the whole report."""
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:  # our own errors' messages say what failed; their type name adds nothing
-        return re.sub(r"^pytest_sglang_ablate\.errors\.\w+: ", "", str(crash.message))
+        return re.sub(r"^pytest_sglang_ablate\.[\w.]+: ", "", str(crash.message))
     if isinstance(report.longrepr, tuple):  # a skip or xfail: (path, line, "Skipped: reason")
-        return str(report.longrepr[2])
+        return re.sub(r"^(Skipped|pytest_sglang_ablate\.[\w.]+): ", "", str(report.longrepr[2]))
     return str(report.longrepr) if report.longrepr else ""
 
 
@@ -76,7 +76,7 @@ class ResultsRecorder:
             return
         result = outcome(report)
         measured = props.get(MEASURED)
-        failure_class = props.get(FAILURE) if result in ("failed", "error", "xfailed") else None
+        failure_class = props.get(FAILURE) if result in ("failed", "error", "xfailed", "skipped") else None
         self.store.append(
             CaseResult.of(
                 case,

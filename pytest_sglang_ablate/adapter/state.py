@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from ..matrix.rows import Case
     from ..results.store import Store
     from ..server.launchers import Launcher
+    from ..server.leases import Activity, Leases
     from ..server.setup import Setup
 
 
@@ -28,6 +30,17 @@ class State:
     selected: list[Case] = field(default_factory=list)
     rechecked: ProbeResult | None = None  # the argument checks again after the prepare steps (see fixtures.py)
     launcher: Launcher | None = None  # made once per run, when the first row needs it
+    leases: Leases = field(init=False)  # GPUs and port blocks shared by the run's xdist workers
+    activity: Activity = field(init=False)  # when each row's server ran, for overlap notes
+    run_dir: Path = field(init=False)
+
+    def share(self, run_id: str, exclusive: bool) -> None:
+        """The run directory all workers of this run (one xdist testrunuid) share."""
+        from ..server.leases import Activity, Leases, run_directory
+
+        self.run_dir = run_directory(self.settings.out, run_id)
+        self.leases = Leases(self.run_dir, self.settings.gpus.ids, exclusive)
+        self.activity = Activity(self.run_dir)
 
     def get_launcher(self) -> Launcher:
         """The run's launcher: --ablate-launcher (or ini), else the matrix's; raises UsageProblem where it cannot

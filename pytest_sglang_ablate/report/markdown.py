@@ -46,6 +46,8 @@ def _runnable(r: CaseResult, notes: Notes) -> str:
         return "yes"
     if r.outcome == "xfailed":
         return f"no {notes.ref('known issue: ' + str(r.known_issue))}"
+    if r.outcome == "skipped" and r.failure_class == "too_big":
+        return f"not run {notes.ref('not run: ' + str(r.message))}"
     return f"no {notes.ref(_why(r))}"
 
 

@@ -12,6 +12,7 @@ from .. import redact
 from ..errors import FailureClass
 from ..matrix.prepare import Prepared
 from ..matrix.rows import Case, Row
+from ..server.inventory import NOT_RESOLVED, Inventory, unfit
 from ..server.launchers import Launcher
 
 COMMAND_WIDTH = 60  # wrap long server commands so the table stays readable in a terminal
@@ -62,6 +63,7 @@ def render(
     rejected: dict[str, str],
     refused: dict[str, str] | None = None,
     placement: Callable[[Row], str] = lambda row: "1, local",
+    too_big: Callable[[Row], str | None] = lambda row: None,
 ) -> str:
     """One line per row of the selected cases, in run order; the launch prefix is shown once, above."""
     by_row: OrderedDict[Row, list[Case]] = OrderedDict()
@@ -72,7 +74,9 @@ def render(
             row.id,
             ", ".join(row.features) or "(none)",
             _command(row, launch),
-            expected(cs, rejected.get(row.id), (refused or {}).get(row.id)),
+            f"not run: {too_big(row)}"
+            if too_big(row)
+            else expected(cs, rejected.get(row.id), (refused or {}).get(row.id)),
             workloads(cs),
             row.gpus_text(),
             placement(row),
@@ -101,23 +105,30 @@ def placement(launcher: Launcher) -> Callable[[Row], str]:
 
     def where(row: Row) -> str:
         capacity = launcher.capacity()
-        if capacity is not None and row.nodes > capacity:
-            return f"{row.nodes}, {launcher.name}: skipped, it has {capacity}"
-        if row.nodes == 1:
-            return f"1, {launcher.name}"
+        if row.nodes == 1 or (capacity is not None and row.nodes > capacity):
+            return f"{row.nodes}, {launcher.name}"
         ranks = ", ".join(f"rank {r} {a}" for r, a in enumerate(launcher.addresses(row.nodes)))
         return f"{row.nodes}, {launcher.name}: {ranks}"
 
     return where
 
 
-def show(prepared: Prepared, cases: list[Case], secrets: set[str], launcher: Launcher | None = None) -> str:
+def show(
+    prepared: Prepared,
+    cases: list[Case],
+    secrets: set[str],
+    launcher: Launcher | None = None,
+    gpus: Inventory = NOT_RESOLVED,
+) -> str:
     """The whole plan as --ablate-plan prints it: the table, the engine's warnings and the summary line."""
     if not cases:
         return "no cases selected"
     matrix, probe = prepared.ablation.matrix, prepared.probe
-    where = placement(launcher) if launcher is not None else (lambda row: f"{row.nodes}, local")
-    lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused, where)]
+    if launcher is None:
+        lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused)]
+    else:
+        skip = lambda row: unfit(row, launcher, gpus)  # noqa: E731
+        lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused, placement(launcher), skip)]
     lines += [f"{matrix.engine} {probe.version} warns: {w}" for w in engine_warnings(cases, probe.warnings)]
     lines.append(summary(cases))
     return redact.text("\n".join(lines), secrets)

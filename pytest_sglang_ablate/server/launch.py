@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -242,8 +243,12 @@ def start(
     api_key: str | None = None,
     secrets: frozenset[str] = frozenset(),
     launcher: Launcher | None = None,
+    port_block: Callable[[Callable[[int], bool]], int] | None = None,
 ) -> Server:
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
+
+    `port_block` (from the run's leases) gives the HTTP port, at the start of a block of ports no other server
+    of the run holds, given a test that the port and the ones the engine opens above it are free.
 
     With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
     """
@@ -252,7 +257,7 @@ def start(
     for attempt, fraction in enumerate(fractions):
         try:
             server = _start_once(
-                row, profile, settings, log_dir, fraction, attempt, api_key, secrets, launcher or Local()
+                row, profile, settings, log_dir, fraction, attempt, api_key, secrets, launcher or Local(), port_block
             )
         except ServerLaunchError as e:
             if e.failure_class is not FailureClass.OOM or attempt == len(fractions) - 1:
@@ -273,6 +278,7 @@ def _start_once(
     api_key: str | None,
     secrets: frozenset[str],
     launcher: Launcher,
+    port_block: Callable[[Callable[[int], bool]], int] | None = None,
 ) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -281,14 +287,25 @@ def _start_once(
     if fraction is not None:  # an OOM retry: the same row at a lower --mem-fraction-static
         argv = with_flag(argv, "--mem-fraction-static", str(fraction))
         requested = merge(row.args, (("mem-fraction-static", fraction),))
-    port = ports.choose(settings.host, lambda p: profile.extra_ports(p, requested))
+
+    def extra(p: int) -> list[int]:
+        return profile.extra_ports(p, requested)
+
+    def free(p: int) -> bool:
+        return ports.is_free(settings.host, p) and all(ports.is_free(settings.host, x) for x in extra(p))
+
+    port = port_block(free) if port_block is not None else ports.choose(settings.host, extra)
     nodes = row.nodes
     addresses = launcher.addresses(nodes)
     binds = [settings.host, *addresses[1:]]
     template = list(argv)
     if nodes > 1:  # every rank: the node count, rank 0's rendezvous address, and its own rank
         assert profile.multinode_flags is not None and profile.node_rank_flag is not None
-        dist_port = ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)])
+        dist_port = (  # inside the server's own port block, where the run has one
+            port + 1
+            if port_block is not None
+            else ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)])
+        )
         flags = profile.multinode_flags(nodes, addresses[0], dist_port)
         for flag, value in zip(flags[::2], flags[1::2], strict=True):
             template = with_flag(template, flag, value)

@@ -1,0 +1,107 @@
+"""Rows packed onto disjoint GPU sets under pytest-xdist, against a fake GPU inventory (`--ablate-gpus 0,1,2,3`):
+the stand-in server records the CUDA_VISIBLE_DEVICES and port it was started with, and when it ran."""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.standin
+STANDIN = Path(__file__).parent / "standin_server.py"
+
+
+def matrix(pytester: pytest.Pytester, rows: list[str], behaviour: str = "tok_rate=100") -> None:
+    features = "\n".join(f"  f{i}: {{on: {{attention-backend: b{i}}}}}" for i in range(len(rows)))
+    pytester.makefile(
+        ".yaml",
+        m=f"""
+model: tiny
+launch: [{sys.executable}, {STANDIN}]
+server: {{shutdown_grace: 2, startup_timeout: 30}}
+env: {{STANDIN: "{behaviour}", STANDIN_RECORD: "{pytester.path / "record.jsonl"}"}}
+features:
+{features}
+rows:
+{chr(10).join(rows)}
+workloads:
+  batch: {{kind: batch, input_len: 8, output_len: 50, levels: [{{concurrency: 2, requests: 8}}]}}
+""",
+    )
+
+
+def runs(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    """Each server's (pid) GPUs, port and [started, ended]."""
+    out: dict[int, dict[str, Any]] = {}
+    for line in (pytester.path / "record.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        out.setdefault(event["pid"], {}).update(event)
+    return list(out.values())
+
+
+def overlapping(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a["started"] < b.get("ended", float("inf")) and b["started"] < a.get("ended", float("inf")))
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "--ablate-matrix", "m.yaml", "--ablate-gpus", "0,1,2,3", "-p", "no:cacheprovider", *args, timeout=240
+    )
+
+
+def test_eight_one_gpu_rows_on_four_workers_never_share_a_gpu_or_a_port(pytester: pytest.Pytester) -> None:
+    matrix(pytester, [f"  - [f{i}]" for i in range(8)])
+    run(pytester, "-n", "4", "--dist", "loadgroup").assert_outcomes(passed=8)
+    servers = runs(pytester)
+    assert len(servers) == 8 and all(len(s["cuda_visible_devices"].split(",")) == 1 for s in servers)
+    pairs = [(a, b) for a, b in combinations(servers, 2) if overlapping(a, b)]
+    assert pairs, "no two rows ran at the same time"
+    for a, b in pairs:
+        assert not set(a["cuda_visible_devices"].split(",")) & set(b["cuda_visible_devices"].split(","))
+        assert a["port"] != b["port"]
+    records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
+    assert any(r["figures"]["overlapped_by"] for r in records)  # each figure says which rows ran beside it
+
+
+def test_two_gpu_and_one_gpu_rows_mix_on_disjoint_sets(pytester: pytest.Pytester) -> None:
+    rows = [f"  - {{features: [f{i}], gpus: 2}}" for i in range(3)] + [f"  - [f{i}]" for i in range(3, 6)]
+    matrix(pytester, rows)
+    run(pytester, "-n", "3", "--dist", "loadgroup").assert_outcomes(passed=6)
+    servers = runs(pytester)
+    assert sorted(len(s["cuda_visible_devices"].split(",")) for s in servers) == [1, 1, 1, 2, 2, 2]
+    for a, b in combinations(servers, 2):
+        if overlapping(a, b):
+            assert not set(a["cuda_visible_devices"].split(",")) & set(b["cuda_visible_devices"].split(","))
+
+
+def test_a_row_needing_more_gpus_than_the_run_has_is_skipped_and_never_launched(pytester: pytest.Pytester) -> None:
+    matrix(pytester, ["  - {features: [f0], gpus: 8}", "  - [f1]"])
+    result = run(pytester, "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*needs 8 GPUs on 1 node; this run has 4 on 1 node*"])
+    assert [s["cuda_visible_devices"] for s in runs(pytester)] == ["0"]  # only the other row ran
+    records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
+    skipped = next(r for r in records if r["row"] == "f0")
+    assert (skipped["outcome"], skipped["failure_class"]) == ("skipped", "too_big")
+    assert "not run: needs 8 GPUs" in (pytester.path / "ablate-results" / "report.md").read_text()
+
+
+def test_the_plan_says_which_rows_will_be_skipped_for_their_gpus(pytester: pytest.Pytester) -> None:
+    matrix(pytester, ["  - {features: [f0], gpus: 8}", "  - [f1]"])
+    result = run(pytester, "--ablate-plan")
+    result.stdout.fnmatch_lines(["*ablate: 4 GPUs 0,1,2,3 (--ablate-gpus)*"])
+    result.stdout.fnmatch_lines(["*f0 * not run: needs 8 *"])
+
+
+def test_a_worker_killed_mid_row_frees_its_gpus_and_the_run_finishes_the_other_rows(pytester: pytest.Pytester) -> None:
+    rows = ['  - {features: [f0], gpus: 4, env: {STANDIN: "tok_rate=50,kill_worker_after=0.5"}}']
+    rows += [f"  - {{features: [f{i}], gpus: 4}}" for i in range(1, 4)]  # each needs every GPU the dead row held
+    matrix(pytester, rows)
+    result = run(pytester, "-n", "2", "--dist", "loadgroup")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 3 and outcomes.get("failed", 0) + outcomes.get("error", 0) == 1
+    result.stdout.fnmatch_lines(["*worker*crashed while running*f0*"])
