@@ -105,3 +105,13 @@ def test_a_worker_killed_mid_row_frees_its_gpus_and_the_run_finishes_the_other_r
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 3 and outcomes.get("failed", 0) + outcomes.get("error", 0) == 1
     result.stdout.fnmatch_lines(["*worker*crashed while running*f0*"])
+
+
+def test_exclusive_runs_one_row_at_a_time_even_with_workers(pytester: pytest.Pytester) -> None:
+    matrix(pytester, [f"  - [f{i}]" for i in range(4)])
+    run(pytester, "-n", "2", "--dist", "loadgroup", "--ablate-exclusive").assert_outcomes(passed=4)
+    servers = runs(pytester)
+    assert len(servers) == 4
+    assert not [(a, b) for a, b in combinations(servers, 2) if overlapping(a, b)]
+    records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
+    assert all(r["figures"]["overlapped_by"] == {} for r in records)

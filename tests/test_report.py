@@ -130,3 +130,14 @@ def test_an_api_column_appears_only_where_a_figure_came_through_another_api() ->
     header, _, row, other = report.single_table([native, records[1]], FEATURES, report.Notes()).splitlines()[:4]
     assert [c.strip() for c in header.split("|")][1:4] == ["Runnable", "TPS@1", "API"]
     assert "| native " in row and "native" not in other
+
+
+def test_figures_measured_beside_other_rows_say_so() -> None:
+    records = [r for r in seed_records() if r.kind == "single" and r.figures][:2]
+    beside = replace(records[0], figures={**(records[0].figures or {}), "overlapped_by": {"b": 3.25, "a": 1.0}})
+    notes = report.Notes()
+    table = report.single_table([beside, records[1]], FEATURES, notes)
+    assert "| yes [1] " in table.splitlines()[2] and "| yes " in table.splitlines()[3]
+    assert notes.items == [
+        "measured while other rows ran beside it: a (1 s), b (3.25 s); --ablate-exclusive runs one row at a time"
+    ]

@@ -19,6 +19,7 @@ def test_workflow_parses_with_schedule_dispatch_and_the_steps_that_gate() -> Non
     steps = flow["jobs"]["ablation"]["steps"]
     text = "\n".join(str(s.get("run", "")) for s in steps)
     assert "--benchmark-compare-fail" in text and "--ablate-baseline" in text and "GITHUB_STEP_SUMMARY" in text
+    assert "--ablate-exclusive" in text  # the gate compares figures measured one row at a time
     assert any("upload-artifact" in str(s.get("uses", "")) for s in steps)
 
 

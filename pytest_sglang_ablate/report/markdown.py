@@ -43,6 +43,11 @@ def _why(r: CaseResult) -> str:
 
 def _runnable(r: CaseResult, notes: Notes) -> str:
     if r.outcome == "passed":
+        beside = (r.figures or {}).get("overlapped_by") or {}
+        if beside:  # measured while other rows ran (pytest-xdist): they shared CPU, host memory and PCIe
+            rows = ", ".join(f"{row} ({seconds:g} s)" for row, seconds in sorted(beside.items()))
+            note = f"measured while other rows ran beside it: {rows}; --ablate-exclusive runs one row at a time"
+            return f"yes {notes.ref(note)}"
         return "yes"
     if r.outcome == "xfailed":
         return f"no {notes.ref('known issue: ' + str(r.known_issue))}"
