@@ -80,7 +80,24 @@ class AblationHooks:
             f"ablate: {s.matrix_shown} ({matrix.name}): {size}; {version}",
             f"ablate: {p.probe.note}",
             f"ablate: {s.gpus.describe()}",
+            *self.cpu_header(),
         ]
+
+    def cpu_header(self) -> list[str]:
+        """Where servers and the load generator run when the matrix pins servers (`server: {cpus: [...]}`)."""
+        import os
+
+        from .server.launch import client_cpus, server_cpus
+
+        asked = self.ablation.matrix.server.cpus
+        if not asked:
+            return []
+        pinned = server_cpus(self.ablation.matrix.server)
+        if not pinned:
+            have = sorted(os.sched_getaffinity(0))
+            return [f"ablate: server.cpus {list(asked)} asked, but this machine has CPUs {have}: servers run unpinned"]
+        client = ",".join(map(str, client_cpus(pinned))) or "(none left)"
+        return [f"ablate: servers pinned to CPUs {','.join(map(str, pinned))}; the load generator runs on {client}"]
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         matrix = self.state.settings.matrix

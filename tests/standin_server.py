@@ -22,6 +22,8 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
                       first K tokens into reasoning_content instead
   burst=N             with tok_rate=0, send N token chunks per socket write (a fast server under load), default 1
   no_usage            streams end without the usage chunk
+  finish_event        end each stream with a finish-only event with empty text (as vLLM does), before usage
+  extra_event         send one content event more than the tokens the usage counts (a broken server)
   prompt_offset=N     report N more prompt tokens than were sent (a tokenizer disagreeing with the client)
   fail_every=N        every Nth generation request answers 500
 
@@ -40,7 +42,7 @@ with `exit_after=S` makes rank R die like a crashing SGLang scheduler (traceback
 S seconds after it connected (rank 0: after all ranks connected).
 
 STANDIN_RECORD=FILE appends one JSON line when the server starts ({"pid", "cuda_visible_devices", "port",
-"started"}) and one when it shuts down ({"pid", "ended"}), for checking GPU and port sharing between servers.
+"started", "cpus"}) and one when it shuts down ({"pid", "ended"}), for checking GPU and port sharing between servers.
 `kill_worker_after=S` SIGKILLs the process that started our supervisor (a pytest-xdist worker) S seconds after
 start, as an OOM killer or a crash would.
 
@@ -312,7 +314,7 @@ class Server:
                     await asyncio.sleep(delay)
                 elif i % 64 == 0:
                     await asyncio.sleep(0)  # as fast as possible, but let other streams in
-                finish = "length" if i == n - 1 else None
+                finish = "length" if i == n - 1 and "finish_event" not in OPTIONS else None
                 chunk: dict[str, Any]
                 if native:
                     meta: dict[str, Any] = {"prompt_tokens": record["prompt_tokens"], "completion_tokens": i + 1}
@@ -341,6 +343,11 @@ class Server:
                         f"gen throughput (token/s): {rate:.2f}, #queue-req: 0, "
                     )
                 await writer.drain()
+            if "extra_event" in OPTIONS and not native:  # one content event more than the tokens counted
+                self.event(writer, {"choices": [{"index": 0, "text": "!", "delta": {"content": "!"}}]})
+            if "finish_event" in OPTIONS and not native:  # as vLLM ends a stream: a finish-only event, no text
+                delta = {"delta": {"content": ""}} if chat else {"text": ""}
+                self.event(writer, {"choices": [{"index": 0, **delta, "finish_reason": "length"}]})
             if body.get("stream_options", {}).get("include_usage") and "no_usage" not in OPTIONS:
                 self.event(writer, {"choices": [], "usage": self.usage(record)})
             self.event(writer, None)
@@ -436,7 +443,14 @@ async def serve(args: argparse.Namespace) -> None:
         await rendezvous(server, args)
     listener = await asyncio.start_server(server.handle, args.host, args.port, reuse_address=True, backlog=1024)
     log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
-    record({"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "port": args.port, "started": time.time()})
+    record(
+        {
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "port": args.port,
+            "started": time.time(),
+            "cpus": sorted(os.sched_getaffinity(0)),
+        }
+    )
     if OPTIONS.get("kill_worker_after"):
         import psutil
 

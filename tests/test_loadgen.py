@@ -70,6 +70,29 @@ def test_sse_comments_are_not_tokens() -> None:
     assert len(record.chunk_times) == 1
 
 
+FINISH = b'data: {"choices":[{"index":0,"text":"","finish_reason":"length"}]}'
+CHAT_FINISH = b'data: {"choices":[{"index":0,"delta":{"content":""},"finish_reason":"length"}]}'
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+
+
+@pytest.mark.parametrize("keep_text", [False, True], ids=["fast path", "text kept"])
+def test_events_without_text_are_not_token_arrivals(keep_text: bool) -> None:
+    # one event per token, then a finish-only event, usage and [DONE], as vLLM and SGLang stream
+    record = feed(chunked(token("a"), token("b"), token("c"), FINISH, USAGE, DONE), keep_text=keep_text)
+    assert (len(record.chunk_times), record.completion_tokens) == (3, 3)
+    chat = feed(chunked(ROLE, token("a"), token("b"), token("c"), CHAT_FINISH, USAGE, DONE), keep_text=keep_text)
+    assert len(chat.chunk_times) == 3
+
+
+def test_text_found_without_parsing_json() -> None:
+    from pytest_sglang_ablate.measure.loadgen import carries_text
+
+    assert carries_text(token("x")) and carries_text(b'data: {"delta":{"content":"","reasoning_content":"r"}}')
+    assert not carries_text(FINISH) and not carries_text(ROLE) and not carries_text(CHAT_FINISH)
+    assert carries_text(b'data: {"text":"","meta_info":{"completion_tokens":1}}')  # native: every event a token
+    assert carries_text(token('"quoted"'))  # an escaped quote first is still text
+
+
 def test_chat_role_only_event_is_not_a_token_and_reasoning_is_kept_apart() -> None:
     role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
     think = b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}'

@@ -4,6 +4,7 @@ the stand-in server records the CUDA_VISIBLE_DEVICES and port it was started wit
 from __future__ import annotations
 
 import json
+import os
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -115,3 +116,29 @@ def test_exclusive_runs_one_row_at_a_time_even_with_workers(pytester: pytest.Pyt
     assert not [(a, b) for a, b in combinations(servers, 2) if overlapping(a, b)]
     records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
     assert all(r["figures"]["overlapped_by"] == {} for r in records)
+
+
+def test_a_servers_whole_process_tree_is_pinned_and_the_client_takes_the_other_cpus(
+    pytester: pytest.Pytester,
+) -> None:
+    matrix(pytester, ["  - [f0]"], behaviour="tok_rate=200,children=1")
+    text = (pytester.path / "m.yaml").read_text().replace("startup_timeout: 30}", "startup_timeout: 30, cpus: [0]}")
+    (pytester.path / "m.yaml").write_text(text)
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["ablate: servers pinned to CPUs 0; the load generator runs on 1*"])
+    assert [s["cpus"] for s in runs(pytester)] == [[0]]
+
+
+def test_asking_for_cpus_the_machine_lacks_says_so_once_and_runs_unpinned(pytester: pytest.Pytester) -> None:
+    matrix(pytester, ["  - [f0]"])
+    text = (
+        (pytester.path / "m.yaml").read_text().replace("startup_timeout: 30}", "startup_timeout: 30, cpus: [0, 999]}")
+    )
+    (pytester.path / "m.yaml").write_text(text)
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["ablate: server.cpus [[]0, 999[]] asked, but this machine has CPUs *: servers run unpinned"]
+    )
+    assert len(runs(pytester)[0]["cpus"]) == len(os.sched_getaffinity(0))

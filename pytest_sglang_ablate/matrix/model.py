@@ -121,6 +121,7 @@ class ServerSettings:
     shutdown_grace_s: float = 30.0
     gpu_release_timeout_s: float = 120.0
     oom_retry_mem_fraction: tuple[float, ...] = ()
+    cpus: tuple[int, ...] = ()  # pin each server's whole process tree to these CPUs (empty: no pinning)
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,7 @@ SERVER_KEYS = {
     "shutdown_grace": False,
     "gpu_release_timeout": False,
     "oom_retry_mem_fraction": False,
+    "cpus": False,
 }
 ROW_KEYS = {
     "features": False,
@@ -428,6 +429,7 @@ def _server(r: _Reader, top: LineDict) -> ServerSettings:
         shutdown_grace_s=_seconds(r, body, "shutdown_grace", default.shutdown_grace_s, 0) or 0.0,
         gpu_release_timeout_s=_seconds(r, body, "gpu_release_timeout", default.gpu_release_timeout_s, 0) or 0.0,
         oom_retry_mem_fraction=tuple(fractions),
+        cpus=_cpus(r, body, "server", key="cpus"),
     )
 
 
@@ -487,13 +489,13 @@ def _number(
     return float(r.number(body.get(key, default), body, key, f"{path}.{key}", lo=lo, hi=hi))
 
 
-def _cpus(r: _Reader, body: LineDict, path: str) -> tuple[int, ...]:
-    value = body.get("client_cpus", [])
+def _cpus(r: _Reader, body: LineDict, path: str, key: str = "client_cpus") -> tuple[int, ...]:
+    value = body.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise r.fail(
             body,
-            "client_cpus",
-            f"{path}.client_cpus",
+            key,
+            f"{path}.{key}",
             f"expected a list of CPU numbers such as [1], got {_kind(value)}",
         )
     return tuple(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DONE = b"data: [DONE]"
+# a token's text: a non-empty string after one of these keys (one regex search per event, no JSON parsing)
+TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"(?!")')
+
+
+def carries_text(event: bytes) -> bool:
+    """Whether an SSE event carries generated text, found without parsing JSON: a finish-only event (empty text),
+    a role-only first chat event, or a usage event is not a token arrival. SGLang's native stream counts a token
+    in every event (`meta_info`), text or not (a token may end in the middle of a UTF-8 character)."""
+    if TEXT.search(event):
+        return True
+    return b'"meta_info"' in event
 
 
 @dataclass
@@ -158,6 +170,8 @@ class Connection(asyncio.Protocol):
             if not parsed.get("choices"):
                 return  # the usage-only event, after the last token
         self.last = event  # SGLang's native stream counts tokens in every event: the last one is read at the end
+        if not carries_text(event):
+            return  # a finish-only or role-only event: no token arrived
         if self.keep_text:
             parsed = json.loads(event[5:])
             if "meta_info" in parsed:  # SGLang's native stream: every event carries the whole text so far

@@ -45,6 +45,7 @@ class TokenCheck:
     usage_missing: int  # requests whose stream ended without usage (their tokens were counted by the client)
     prompt_mismatch: int  # requests whose server-side prompt length differs from what was sent
     source: str  # "server usage" or "client chunk count (usage missing)"
+    extra_arrivals: int = 0  # requests with more token arrivals than their usage counts: a client error
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ def _tokens(records: list[RequestRecord], sent_prompt_tokens: int | None) -> Tok
         for r in records
         if sent_prompt_tokens is not None and r.prompt_tokens is not None and r.prompt_tokens != sent_prompt_tokens
     )
-    return TokenCheck(missing, mismatch, "server usage" if not missing else "client chunk count (usage missing)")
+    extra = sum(1 for r in records if r.completion_tokens is not None and len(r.chunk_times) > r.completion_tokens)
+    source = "server usage" if not missing else "client chunk count (usage missing)"
+    return TokenCheck(missing, mismatch, source, extra)
 
 
 def _out(r: RequestRecord) -> int:

@@ -46,7 +46,7 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
     for _ in range(workload.repeat):
         server.flush_cache()  # each repetition starts from the same (empty) cache
         offset = logfile.size(server.log_path)
-        with pinned(workload.client_cpus):
+        with pinned(workload.client_cpus or server.client_cpus):
             record, _ = asyncio.run(client.send(None, request, keep_text=True))
         if not record.ok or not record.chunk_times:
             _check_server(server, [record])
@@ -54,6 +54,12 @@ def run_single(server: Server, workload: SingleWorkload) -> Measured:
             break
         answer = record.text
         runs.append(metrics.single(record))
+        if runs[-1].tokens.extra_arrivals:
+            problems.append(
+                f"{len(record.chunk_times)} token arrivals for {record.completion_tokens} tokens in the usage: the "
+                "client took events without text for tokens (a client error)"
+            )
+            break
         if math.isnan(runs[-1].tps_at_1) and runs[-1].completion_tokens > 1:
             problems.append(
                 f"all {runs[-1].completion_tokens} tokens arrived in one read, so their times are unknown "
@@ -145,7 +151,7 @@ def _run(
 ) -> tuple[list[RequestRecord], metrics.LevelMetrics]:
     bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
     processes = min(workload.client_processes, level.concurrency)
-    with pinned(workload.client_cpus):
+    with pinned(workload.client_cpus or server.client_cpus):
         records, health = closed_loop_processes(
             _endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress
         )
@@ -218,6 +224,11 @@ def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:
             f"token counts disagree: {m.tokens.usage_missing} requests without usage, {m.tokens.prompt_mismatch} "
             f"with a server prompt length other than the {workload.input_len} tokens sent (allowed: "
             f"{workload.token_tolerance:.0%} of requests)"
+        )
+    if m.tokens.extra_arrivals:
+        out.append(
+            f"{m.tokens.extra_arrivals} of {m.completed} requests had more token arrivals than their usage counts: "
+            "the load generator took events without text for tokens (a client error), so ITL and TPOT are wrong"
         )
     if m.client.cpu_fraction > workload.client_cpu_limit:
         out.append(

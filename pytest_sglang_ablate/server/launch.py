@@ -7,6 +7,7 @@ No pytest here: the plugin's fixture is a thin wrapper around `start` and `Serve
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ class Server:
     secrets: frozenset[str] = frozenset()  # masked in every message
     served_model: str | None = None  # the model id the server answers to, once asked
     warmed_up: set[str] = field(default_factory=set)  # workloads whose warm-up ran on this server
+    client_cpus: tuple[int, ...] = ()  # the load generator's CPUs unless a workload names its own
 
     @property
     def headers(self) -> dict[str, str]:
@@ -313,13 +315,21 @@ def _start_once(
     template += [profile.host_flag, HOST, profile.port_flag, str(port)]
     if api_key:
         template += [profile.api_key_flag, api_key]
+    cpus = server_cpus(settings)
     plans = []
     for r in range(nodes):
         stem = name if nodes == 1 else f"{name}.rank{r}"
         fill = [a.replace(RANK, str(r)).replace(HOST, binds[r]) for a in template]
         plans.append(
             RankPlan(
-                r, addresses[r], binds[r], fill, template, log_dir / f"{stem}.log", log_dir / f"{stem}.status.json"
+                r,
+                addresses[r],
+                binds[r],
+                fill,
+                template,
+                log_dir / f"{stem}.log",
+                log_dir / f"{stem}.status.json",
+                cpus,
             )
         )
     began = time.monotonic()
@@ -339,6 +349,7 @@ def _start_once(
         ranks=ranks,
         api_key=api_key,
         secrets=secrets,
+        client_cpus=client_cpus(cpus) if isinstance(launcher, Local) else (),
     )
     try:
         _wait_ready(server, began)
@@ -351,6 +362,21 @@ def _start_once(
             pass  # the launch error below says more; the leftover check already ran
         raise
     return server
+
+
+def server_cpus(settings: ServerSettings) -> tuple[int, ...]:
+    """The CPUs to pin servers to: `server.cpus`, unless this machine lacks one of them (then none; the run's
+    header says so once)."""
+    if not settings.cpus or not hasattr(os, "sched_getaffinity"):
+        return ()
+    return settings.cpus if set(settings.cpus) <= os.sched_getaffinity(0) else ()
+
+
+def client_cpus(server: tuple[int, ...]) -> tuple[int, ...]:
+    """The load generator's CPUs when a workload names none: the ones the server does not use."""
+    if not server:
+        return ()
+    return tuple(sorted(os.sched_getaffinity(0) - set(server)))
 
 
 def _wait_ready(server: Server, began: float) -> None:

@@ -86,8 +86,8 @@ def for_rank(status: str, argv: list[str], rank_env: str, hosts: list[str]) -> t
 
 
 class Supervisor:
-    def __init__(self, argv: list[str], status: Path, grace: float) -> None:
-        self.argv, self.status_path, self.grace = argv, status, grace
+    def __init__(self, argv: list[str], status: Path, grace: float, cpus: set[int] | None = None) -> None:
+        self.argv, self.status_path, self.grace, self.cpus = argv, status, grace, cpus
         self.stop_reason: str | None = None
         self.server_status: int | None = None  # the raw wait status of the server's main process
         self.seen: dict[int, float] = {}  # every descendant pid seen -> its create time
@@ -129,7 +129,14 @@ class Supervisor:
             signal.signal(sig, self.request_stop)
         if os.getppid() != self.parent or self.parent == 1:
             return 3  # pytest was gone before the death signal was armed
-        server = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
+        cpus = self.cpus
+
+        def prepare() -> None:
+            _die_with_parent()
+            if cpus:  # the server and everything it starts run on these CPUs (children inherit the affinity)
+                os.sched_setaffinity(0, cpus)
+
+        server = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=prepare)
         self.server_pid = server.pid
         _write(self.status_path, {"server_pid": server.pid, "supervisor_pid": os.getpid()})
         known = 0
@@ -200,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", default="", help="the ranks' addresses, comma-separated, rank 0 first")
     parser.add_argument("--check", help="print the pids recorded in this status file that are still alive")
     parser.add_argument("--env-stdin", action="store_true", help="read the server's env as one JSON line on stdin")
+    parser.add_argument("--cpus", default="", help="pin the server's process tree to these CPUs (0,1)")
     parser.add_argument("server", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.check:
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     status = args.status
     if args.rank_env:
         status, server = for_rank(status, server, args.rank_env, [h for h in args.hosts.split(",") if h])
-    return Supervisor(server, Path(status), args.grace).run()
+    cpus = {int(c) for c in args.cpus.split(",") if c}
+    return Supervisor(server, Path(status), args.grace, cpus or None).run()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class RankPlan:
     template: list[str]  # the same for every rank, with @RANK@ and @HOST@ for the rank and its `bind`
     log_path: Path
     status_path: Path
+    cpus: tuple[int, ...] = ()  # pin the rank's process tree to these CPUs (empty: no pinning)
 
 
 @dataclass
@@ -44,10 +45,13 @@ class Rank:
     process: subprocess.Popen[bytes]  # the local process that holds the rank (supervisor, ssh or srun)
 
 
-def supervised(status: Path | str, grace: float, argv: list[str], python: str = sys.executable) -> list[str]:
-    """argv run under our supervisor, which kills the whole tree when its parent goes."""
+def supervised(
+    status: Path | str, grace: float, argv: list[str], python: str = sys.executable, cpus: tuple[int, ...] = ()
+) -> list[str]:
+    """argv run under our supervisor, which kills the whole tree when its parent goes (and pins it to `cpus`)."""
     module = "pytest_sglang_ablate.server.supervisor"
-    return [python, "-m", module, "--status", str(status), "--grace", str(grace), "--", *argv]
+    pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
+    return [python, "-m", module, "--status", str(status), "--grace", str(grace), *pin, "--", *argv]
 
 
 def read_status(path: Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class Local(Launcher):
                 # own session: Ctrl-C in the terminal reaches pytest, which then stops the server in order.
                 # The supervisor's parent-death signal is tied to this (the main) thread.
                 process = subprocess.Popen(
-                    supervised(plan.status_path, grace, plan.argv),
+                    supervised(plan.status_path, grace, plan.argv, cpus=plan.cpus),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

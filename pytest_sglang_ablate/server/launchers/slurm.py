@@ -85,6 +85,7 @@ class Slurm(Launcher):
             status,
             "--grace",
             str(grace),
+            *(["--cpus", ",".join(map(str, first.cpus))] if first.cpus else []),
             "--rank-env",
             "SLURM_PROCID",
             "--hosts",
