@@ -2,8 +2,9 @@
 
 Run: python benchmarks/bench_client.py [--repeat 3]      (needs `pip install aiohttp`, for variant (b))
 Three clients, each in its own process pinned to one core, the stand-in pinned to another:
-  (a) the seed's method: a ThreadPoolExecutor, each thread running its own asyncio loop and AsyncOpenAI client
-      (made before the clock starts: ~50 ms of CPU each, which would otherwise stagger 256 streams over seconds);
+  (a) the seed's method, as the plugin runs it with `client: openai` (measure/openai_client.py): a thread pool,
+      each thread running its own asyncio loop and AsyncOpenAI client (made before the clock starts: ~50 ms of CPU
+      each, which would otherwise stagger 256 streams over seconds);
   (b) SGLang's bench_serving: aiohttp, a new ClientSession per request, `async for line in response.content`,
       json.loads of every data line;
   ours: loadgen.closed_loop(Client(...)), one keep-alive connection per stream, one SSE pass per TCP read.
@@ -33,19 +34,17 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import openai
 import psutil
 
 from pytest_sglang_ablate.measure.loadgen import Client, Endpoint, closed_loop, encode
+from pytest_sglang_ablate.measure.openai_client import closed_loop_openai
 
 try:
     import aiohttp
@@ -56,7 +55,7 @@ STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 # Flat out, the stand-in writes this many token chunks per socket write, as a loaded server's socket delivers
 # them; one write per chunk would make the stand-in (one Python core) the ceiling at ~85k chunks/s.
 BURST = 16
-LABELS = {"openai": "(a) AsyncOpenAI threads", "aiohttp": "(b) aiohttp session/req", "ours": "ours closed_loop"}
+LABELS = {"openai": "(a) client: openai", "aiohttp": "(b) aiohttp session/req", "ours": "ours closed_loop"}
 INGEST_REQUESTS = {"openai": 64, "aiohttp": 512, "ours": 1024}  # ~2-7 s each at the expected rates
 INGEST_TOKENS, INGEST_CONCURRENCY = 500, 64  # the seed's batch outputs averaged 460 tokens
 ACCURACY_REQUESTS, ACCURACY_TOKENS, ACCURACY_RATE = 256, 200, 100
@@ -78,41 +77,18 @@ def payload(tokens: int) -> dict[str, Any]:
 
 
 def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
-    out: Streams = []
-    indices = itertools.count()  # next() on a count is atomic under the GIL
-    ready = threading.Barrier(concurrency + 1)
-
-    async def thread_main() -> None:
-        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x")
-        ready.wait()
-        while next(indices) < n:
-            times: list[float] = []
-            usage, text = 0, ""
-            stream = await client.completions.create(
-                model="m",
-                prompt="hello world",
-                max_tokens=tokens,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body={"ignore_eos": True},
-            )
-            async for chunk in stream:
-                if chunk.choices:
-                    times.append(time.perf_counter())
-                    text += chunk.choices[0].text
-                if chunk.usage:
-                    usage = chunk.usage.completion_tokens
-            out.append((times, usage))
-        await client.close()
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = [pool.submit(asyncio.run, thread_main()) for _ in range(concurrency)]
-        ready.wait()
-        mark()
-        for f in futures:
-            f.result()
-    return out
+    """The plugin's `client: openai` (measure/openai_client.py): the seed's AsyncOpenAI thread pool."""
+    body = {
+        "model": "m",
+        "prompt": "hello world",
+        "max_tokens": tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    records, _ = closed_loop_openai(Endpoint(base), 600, [body] * n, concurrency, ready=mark)
+    return [(r.chunk_times, r.completion_tokens or 0) for r in records]
 
 
 def run_aiohttp(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:

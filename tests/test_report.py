@@ -141,3 +141,16 @@ def test_figures_measured_beside_other_rows_say_so() -> None:
     assert notes.items == [
         "measured while other rows ran beside it: a (1 s), b (3.25 s); --ablate-exclusive runs one row at a time"
     ]
+
+
+def test_attribution_says_whether_a_difference_is_beyond_the_repetitions_spread() -> None:
+    def row(features: tuple[str, ...], median: float, lo: float, hi: float) -> CaseResult:
+        spread = {"median": median, "min": lo, "max": hi}
+        figures = {"tps_at_1": median, "tps_at_1_spread": spread, "repeat": 3}
+        name = "+".join(features)
+        return CaseResult("m", name, name, features, "single", "single", "passed", figures=figures)
+
+    clear = report.attribution([row(("a",), 120, 118, 122), row((), 100, 99, 101)], ["a"])
+    assert "| 1.20x " in clear and "| yes " in clear
+    noisy = report.attribution([row(("a",), 103, 96, 110), row((), 100, 94, 105)], ["a"])
+    assert "within the noise" in noisy

@@ -365,3 +365,16 @@ def test_more_arrivals_than_usage_tokens_fails_the_level_as_a_client_error(pytes
     result = run(pytester, "tok_rate=500,extra_event", "", "-k", "c4")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*12 of 12 requests had more token arrivals than their usage counts*"])
+
+
+@pytest.mark.quiet
+def test_the_seed_pages_openai_client_measures_what_the_server_recorded(pytester: pytest.Pytester) -> None:
+    run(pytester, "tok_rate=100", ", client: openai", "-k", "c4 or truth").assert_outcomes(passed=2)
+    extra = benchmarks(pytester)["radix_cache-batch-c4"]["extra_info"]
+    c4 = [r for r in truth(pytester)["requests"] if r["completion_tokens"] == 30][:12]  # the burst asks for 4
+    duration = max(r["end"] for r in c4) - min(r["arrival"] for r in c4)
+    true = sum(r["prompt_tokens"] + r["completion_tokens"] for r in c4) / duration
+    assert extra["client"] == "openai" and extra["completed"] == 12 and extra["output_tokens"] == 12 * 30
+    assert close(extra["throughput_tok_s"], true, within=0.05)
+    assert close(extra["tpot_ms_mean"], 1000 / 100, within=0.05)
+    assert "| openai " in (pytester.path / "ablate-results" / "report.md").read_text()  # the report names it

@@ -54,6 +54,7 @@ class BatchWorkload:
     client_processes: int = 1  # load-generator processes, for loads one core cannot drive
     client_cpus: tuple[int, ...] = ()  # pin the load generator to these CPUs while it runs (empty: no pinning)
     api: str = "openai"  # "openai" (/v1/completions) or "native" (the engine's own API, SGLang's /generate)
+    client: str = "ours"  # "ours" (measure/loadgen) or "openai" (AsyncOpenAI threads, the seed page's method)
     cross_check: str | None = None  # "bench_serving": measure each level again with SGLang's own client
     cross_check_tolerance: float = 0.05  # the largest disagreement on throughput or mean TPOT that passes
     kind: str = "batch"

@@ -277,6 +277,7 @@ BATCH_KEYS = {
     "client_processes": False,
     "client_cpus": False,
     "api": False,
+    "client": False,
     "cross_check": False,
     "cross_check_tolerance": False,
 }
@@ -565,6 +566,7 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             ),
             client_cpus=_cpus(r, body, path),
             api=_api(r, body, path),
+            client=_client(r, body, path),
             cross_check=_cross_check(r, body, path),
             cross_check_tolerance=_number(r, body, "cross_check_tolerance", path, 0.05, 0, 1),
         )
@@ -585,6 +587,15 @@ def _api(r: _Reader, body: LineDict, path: str) -> str:
             body, "api", f"{path}.api", f"expected openai: engine {r.engine} has no native API here (sglang has)"
         )
     return str(api)
+
+
+def _client(r: _Reader, body: LineDict, path: str) -> str:
+    value = body.get("client", "ours")
+    if value not in ("ours", "openai"):
+        raise r.fail(body, "client", f"{path}.client", f"expected ours or openai, got {_kind(value)}")
+    if value == "openai" and body.get("api") == "native":
+        raise r.fail(body, "client", f"{path}.client", "expected ours: client openai speaks the OpenAI API only")
+    return str(value)
 
 
 def _cross_check(r: _Reader, body: LineDict, path: str) -> str | None:

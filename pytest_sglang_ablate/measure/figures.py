@@ -76,6 +76,7 @@ def batch_figures(
     return {
         "workload": workload.name,
         "api": workload.api,  # which API the requests went to: openai (/v1/completions) or native (/generate)
+        "client": workload.client,  # which client measured: ours, or openai (AsyncOpenAI threads)
         "concurrency": level.concurrency,
         "requests": level.requests,
         "repeat": len(runs),

@@ -20,6 +20,7 @@ from . import cross_check, metrics
 from .cpus import pinned
 from .figures import Measured, batch_figures, single_measured
 from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
+from .openai_client import closed_loop_openai
 
 Progress = Callable[[str], None]
 
@@ -107,31 +108,26 @@ def prompts(workload: BatchWorkload, n: int, seed: int) -> list[list[int]]:
     return [[rng.randrange(lo, hi) for _ in range(workload.input_len)] for _ in range(n)]
 
 
-def _bodies(server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int) -> list[bytes]:
-    """Streamed requests for token-id prompts, exactly `max_tokens` out, on the workload's API."""
-    endpoint = _endpoint(server)
+def _requests(
+    server: Server, workload: BatchWorkload, prompt_ids: list[list[int]], max_tokens: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """The path and bodies of streamed requests for token-id prompts, exactly `max_tokens` out, on the
+    workload's API."""
     if workload.api == "native":  # SGLang's own /generate: token ids in, counts in each event's meta_info
-        path = server.profile.native_path or "/generate"
         sampling = {"max_new_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
-        return [
-            encode(endpoint, path, {"input_ids": ids, "sampling_params": sampling, "stream": True})
-            for ids in prompt_ids
-        ]
+        path = server.profile.native_path or "/generate"
+        return path, [{"input_ids": ids, "sampling_params": sampling, "stream": True} for ids in prompt_ids]
     model = server.model_id()
-    return [
-        encode(
-            endpoint,
-            "/v1/completions",
-            {
-                "model": model,
-                "prompt": ids,
-                "max_tokens": max_tokens,
-                "temperature": 0,
-                "ignore_eos": True,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            },
-        )
+    return "/v1/completions", [
+        {
+            "model": model,
+            "prompt": ids,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         for ids in prompt_ids
     ]
 
@@ -149,12 +145,17 @@ def _run(
     max_tokens: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[RequestRecord], metrics.LevelMetrics]:
-    bodies = _bodies(server, workload, prompts(workload, level.requests, seed), max_tokens)
-    processes = min(workload.client_processes, level.concurrency)
+    path, bodies = _requests(server, workload, prompts(workload, level.requests, seed), max_tokens)
+    endpoint = _endpoint(server)
     with pinned(workload.client_cpus or server.client_cpus):
-        records, health = closed_loop_processes(
-            _endpoint(server), workload.request_timeout, bodies, level.concurrency, processes, progress
-        )
+        if workload.client == "openai":  # the seed page's method: AsyncOpenAI clients in a thread pool
+            records, health = closed_loop_openai(endpoint, workload.request_timeout, bodies, level.concurrency)
+        else:
+            encoded = [encode(endpoint, path, body) for body in bodies]
+            processes = min(workload.client_processes, level.concurrency)
+            records, health = closed_loop_processes(
+                endpoint, workload.request_timeout, encoded, level.concurrency, processes, progress
+            )
     _check_server(server, records)
     return records, metrics.level(records, level.concurrency, workload.input_len, health)
 

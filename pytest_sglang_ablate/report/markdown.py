@@ -61,12 +61,14 @@ def _num(value: Any, digits: int = 2) -> str:
 
 
 def _with_api(records: list[CaseResult], rows: list[list[Any]], headers: list[str]) -> None:
-    """An API column after the figure, only where some figure came through another API than the OpenAI one."""
-    apis = [(r.figures or {}).get("api", "") for r in records]
-    if any(api not in ("openai", "") for api in apis):
-        headers.insert(2, "API")
-        for row, api in zip(rows, apis, strict=True):
-            row.insert(2, api)
+    """API and client columns after the figure, only where some figure came through another API than the OpenAI
+    one, or was measured by another client than ours (`client: openai`, the seed page's method)."""
+    for key, header, usual in (("client", "Client", "ours"), ("api", "API", "openai")):
+        values = [(r.figures or {}).get(key, "") for r in records]
+        if any(v not in (usual, "") for v in values):
+            headers.insert(2, header)
+            for row, value in zip(rows, values, strict=True):
+                row.insert(2, value)
 
 
 def single_table(records: list[CaseResult], features: list[str], notes: Notes) -> str:
@@ -132,21 +134,38 @@ def _headline(r: CaseResult) -> tuple[str, float] | None:
     return key, float(value)
 
 
+def _beyond_noise(on: tuple[float, float] | None, off: tuple[float, float] | None) -> str:
+    """Whether two rows' figures differ by more than their repetitions spread (min-max each)."""
+    if on is None or off is None:
+        return "one run each: unknown"
+    return "within the noise" if on[0] <= off[1] and off[0] <= on[1] else "yes"
+
+
 def attribution(records: list[CaseResult], features: list[str]) -> str:
     """For each feature: the ratio of each headline metric between rows that differ only in that feature."""
     by_key: dict[tuple[frozenset[str], str, Any], float] = {}
+    spans: dict[tuple[frozenset[str], str, Any], tuple[float, float] | None] = {}
     for r in records:
         h = _headline(r)
         if h is not None:
-            by_key[(frozenset(r.features), r.workload, r.concurrency)] = h[1]
+            key = (frozenset(r.features), r.workload, r.concurrency)
+            by_key[key] = h[1]
+            spread = (r.figures or {}).get(f"{h[0]}_spread") or {}
+            repeated = (r.figures or {}).get("repeat", 1) > 1 and "min" in spread
+            spans[key] = (float(spread["min"]), float(spread["max"])) if repeated else None
     table = []
     for f in features:
         ratios: dict[tuple[str, Any], list[float]] = defaultdict(list)
+        verdicts: dict[tuple[str, Any], list[str]] = defaultdict(list)
         for (on, workload, conc), value in by_key.items():
             if f in on and (other := by_key.get((on - {f}, workload, conc))):
                 ratios[(workload, conc)].append(value / other)
+                verdicts[(workload, conc)].append(
+                    _beyond_noise(spans[(on, workload, conc)], spans[(on - {f}, workload, conc)])
+                )
         for (workload, conc), values in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             metric = "TPS@1" if conc is None else f"throughput c{conc}"
+            said = verdicts[(workload, conc)]
             table.append(
                 [
                     f,
@@ -154,13 +173,14 @@ def attribution(records: list[CaseResult], features: list[str]) -> str:
                     len(values),
                     f"{statistics.median(values):.2f}x",
                     f"{min(values):.2f}-{max(values):.2f}x",
+                    said[0] if len(set(said)) == 1 else ", ".join(said),
                 ]
             )
     if not table:
         return "(no pair of measured rows differs in exactly one feature)"
     return tabulate(
         table,
-        ["Feature", "Metric", "Row pairs", "On / off (median)", "Range"],
+        ["Feature", "Metric", "Row pairs", "On / off (median)", "Range", "Beyond the noise"],
         tablefmt="github",
         disable_numparse=True,
     )
