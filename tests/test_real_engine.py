@@ -92,6 +92,7 @@ def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pyt
     assert bench["baseline-single"]["extra_info"]["effective_config"].get("enable_prefix_caching") is False
     c4 = bench["prefix_caching-batch-c4"]["extra_info"]
     assert (c4["completed"], c4["input_tokens"], c4["output_tokens"]) == (8, 8 * 32, 8 * 24)
+    assert c4["token_arrivals"] == c4["output_tokens"]  # vLLM's finish-only event is not a token arrival
     assert c4["throughput_tok_s"] > 0 and c4["failed"] == 0
     assert engine_processes(tiny_model) == []  # APIServer, EngineCore and worker processes all gone
     report = (pytester.path / "ablate-results" / "report.md").read_text()

@@ -93,6 +93,7 @@ def batch_figures(
         "failed": last.failed,
         "input_tokens": last.input_tokens,
         "output_tokens": last.output_tokens,
+        "token_arrivals": last.token_arrivals,
         "token_source": last.tokens.source,
         "usage_missing": last.tokens.usage_missing,
         "prompt_mismatch": last.tokens.prompt_mismatch,

@@ -67,6 +67,7 @@ class LevelMetrics:
     duration_s: float  # first request sent to last answer complete
     input_tokens: int
     output_tokens: int
+    token_arrivals: int  # streamed events that carried text, counted by the client (at most output_tokens)
     throughput_tok_s: float  # the seed's "Avg Throughput (p+d)": (input + output tokens) / duration
     output_throughput_tok_s: float
     input_throughput_tok_s: float
@@ -127,6 +128,7 @@ def level(records: list[RequestRecord], concurrency: int, sent_prompt_tokens: in
         duration_s=duration,
         input_tokens=inp,
         output_tokens=out,
+        token_arrivals=sum(len(r.chunk_times) for r in ok),
         throughput_tok_s=(inp + out) / duration,
         output_throughput_tok_s=out / duration,
         input_throughput_tok_s=inp / duration,
