@@ -78,16 +78,7 @@ def payload(tokens: int) -> dict[str, Any]:
 
 def run_openai(base: str, n: int, tokens: int, concurrency: int, mark: Mark) -> Streams:
     """The plugin's `client: openai` (measure/openai_client.py): the seed's AsyncOpenAI thread pool."""
-    body = {
-        "model": "m",
-        "prompt": "hello world",
-        "max_tokens": tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    records, _ = closed_loop_openai(Endpoint(base), 600, [body] * n, concurrency, ready=mark)
+    records, _ = closed_loop_openai(Endpoint(base), 600, [payload(tokens)] * n, concurrency, ready=mark)
     return [(r.chunk_times, r.completion_tokens or 0) for r in records]
 
 
