@@ -91,6 +91,8 @@ def test_text_found_without_parsing_json() -> None:
     assert not carries_text(FINISH) and not carries_text(ROLE) and not carries_text(CHAT_FINISH)
     assert carries_text(b'data: {"text":"","meta_info":{"completion_tokens":1}}')  # native: every event a token
     assert carries_text(token('"quoted"'))  # an escaped quote first is still text
+    partial = b'data: {"choices":[{"index":0,"text":"","finish_reason":null}]}'  # half a UTF-8 character
+    assert carries_text(partial)
 
 
 def test_chat_role_only_event_is_not_a_token_and_reasoning_is_kept_apart() -> None:

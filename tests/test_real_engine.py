@@ -44,19 +44,18 @@ launch: [{ENGINE_PYTHON}, -m, vllm.entrypoints.openai.api_server]
 model: {model}
 args: {{served-model-name: tiny, max-model-len: 1024, dtype: bfloat16, enforce-eager: true}}
 env: {{VLLM_CPU_KVCACHE_SPACE: "1", VLLM_SERVER_DEV_MODE: "1", VLLM_CPU_OMP_THREADS_BIND: "0"}}
-server: {{startup_timeout: 600, shutdown_grace: 10}}
+server: {{startup_timeout: 600, shutdown_grace: 10, cpus: [0]}}
 features:
   prefix_caching: {{off: {{no-enable-prefix-caching: true}}}}
 rows:
   - [prefix_caching]
   - []
 workloads:
-  # the engine computes on CPU 0, the client runs on CPU 1 beside vLLM's API server and scheduler, which hold
-  # its event loop up for seconds now and then on 2 cores: this test checks the mechanism, not latencies
-  single: {{kind: single, prompt: "Say something.", max_tokens: 32, client_cpus: [1]}}
+  # the engine's whole process tree on CPU 0 (server.cpus), the load generator on CPU 1, as the demo runs it:
+  # unpinned, vLLM's API server and scheduler took the client's core and held its event loop up for seconds
+  single: {{kind: single, prompt: "Say something.", max_tokens: 32}}
   batch: {{kind: batch, input_len: 32, output_len: 24, levels: [{{concurrency: 2, requests: 4}}, \
-{{concurrency: 4, requests: 8}}],
-          client_cpus: [1], loop_lag_limit_ms: 10000}}
+{{concurrency: 4, requests: 8}}]}}
 """
 
 
@@ -92,7 +91,9 @@ def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pyt
     assert bench["baseline-single"]["extra_info"]["effective_config"].get("enable_prefix_caching") is False
     c4 = bench["prefix_caching-batch-c4"]["extra_info"]
     assert (c4["completed"], c4["input_tokens"], c4["output_tokens"]) == (8, 8 * 32, 8 * 24)
-    assert c4["token_arrivals"] == c4["output_tokens"]  # vLLM's finish-only event is not a token arrival
+    # one event per token, and no more; a request whose last token ends inside a UTF-8 character (random
+    # weights) ends with an empty-text finish event, which cannot be told from a finish-only one: one short
+    assert c4["output_tokens"] - c4["completed"] <= c4["token_arrivals"] <= c4["output_tokens"]
     assert c4["throughput_tok_s"] > 0 and c4["failed"] == 0
     assert engine_processes(tiny_model) == []  # APIServer, EngineCore and worker processes all gone
     report = (pytester.path / "ablate-results" / "report.md").read_text()

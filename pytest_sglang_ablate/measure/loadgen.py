@@ -20,15 +20,19 @@ from urllib.parse import urlsplit
 DONE = b"data: [DONE]"
 # a token's text: a non-empty string after one of these keys (one regex search per event, no JSON parsing)
 TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"(?!")')
+EMPTY_TEXT = re.compile(rb'"(?:text|content)"\s*:\s*""')
+FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a reason given, not null
 
 
 def carries_text(event: bytes) -> bool:
-    """Whether an SSE event carries generated text, found without parsing JSON: a finish-only event (empty text),
-    a role-only first chat event, or a usage event is not a token arrival. SGLang's native stream counts a token
-    in every event (`meta_info`), text or not (a token may end in the middle of a UTF-8 character)."""
-    if TEXT.search(event):
+    """Whether an SSE event is a token arrival, found without parsing JSON. An event with text is one. An event
+    with empty text is one too while the stream goes on: a token that decodes to nothing yet (part of a UTF-8
+    character; vLLM sends those). It is not one when it only says why the stream ended (a finish-only event), nor
+    is the role-only first event of a chat stream or a usage event. SGLang's native stream counts a token in
+    every event (`meta_info`)."""
+    if TEXT.search(event) or b'"meta_info"' in event:
         return True
-    return b'"meta_info"' in event
+    return bool(EMPTY_TEXT.search(event)) and b'"role"' not in event and not FINISHED.search(event)
 
 
 @dataclass
