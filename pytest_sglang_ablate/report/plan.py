@@ -57,7 +57,6 @@ def summary(cases: list[Case]) -> str:
 
 
 def render(
-    engine: str,
     launch: tuple[str, ...],
     cases: list[Case],
     rejected: dict[str, str],
@@ -117,18 +116,15 @@ def show(
     prepared: Prepared,
     cases: list[Case],
     secrets: set[str],
-    launcher: Launcher | None = None,
+    launcher: Launcher,
     gpus: Inventory = NOT_RESOLVED,
 ) -> str:
     """The whole plan as --ablate-plan prints it: the table, the engine's warnings and the summary line."""
     if not cases:
         return "no cases selected"
     matrix, probe = prepared.ablation.matrix, prepared.probe
-    if launcher is None:
-        lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused)]
-    else:
-        skip = lambda row: unfit(row, launcher, gpus)  # noqa: E731
-        lines = [render(matrix.engine, matrix.launch, cases, probe.rejected, probe.refused, placement(launcher), skip)]
+    skip = lambda row: unfit(row, launcher, gpus)  # noqa: E731
+    lines = [render(matrix.launch, cases, probe.rejected, probe.refused, placement(launcher), skip)]
     lines += [f"{matrix.engine} {probe.version} warns: {w}" for w in engine_warnings(cases, probe.warnings)]
     lines.append(summary(cases))
     return redact.text("\n".join(lines), secrets)

@@ -6,7 +6,6 @@ No pytest here: the plugin's fixture is a thin wrapper around `start` and `Serve
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 
 from ..engines import EngineProfile
@@ -24,10 +22,10 @@ from ..matrix.args import merge
 from ..matrix.model import ServerSettings
 from ..matrix.rows import Row
 from . import config_check, failures, gpu, ports
-from .launchers import Launcher, Rank, RankPlan
+from .launchers import Launcher, Rank, RankPlan, read_status
 from .launchers.local import Local
 from .poll import poll_until
-from .supervisor import HOST, RANK
+from .supervisor import HOST, RANK, recorded
 
 
 @dataclass
@@ -75,14 +73,9 @@ class Server:
         return str(v) if v is not None else None
 
     def status(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status_path.read_text())  # type: ignore[no-any-return]
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return read_status(self.status_path)
 
     def alive(self) -> bool:
-        if len(self.ranks) <= 1:
-            return self.process.poll() is None
         return not any(self.launcher.exited(r) for r in self.ranks)
 
     def returncode(self) -> int | None:
@@ -168,65 +161,24 @@ class Server:
         if self.stopped is not None:
             return self.stopped
         start = time.monotonic()
-        problems = self.launcher.stop(self.ranks, self.settings.shutdown_grace_s)
-        if not isinstance(self.launcher, Local):  # the launcher checked every node; this host has no record
-            self.stopped = StopResult(time.monotonic() - start, [])
-            if problems:
-                raise TeardownError(
-                    f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}"
+        problems = self.launcher.stop(self.ranks, self.settings.shutdown_grace_s)  # and proves each rank gone
+        pids: set[int] = set()
+        if self.launcher.runs_here:  # the port and the GPU memory are this host's to check
+            pids = {pid for rank in self.ranks for pid in recorded(self.launcher.status(rank))}
+            if not ports.wait_free(self.host, self.port, timeout_s=10):
+                problems.append(f"port {self.port} is still in use")
+            held = gpu.wait_released(pids, self.settings.gpu_release_timeout_s)
+            if held:
+                problems.append(
+                    f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
+                    + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items())
                 )
-            return self.stopped
-        recorded: dict[int, float] = {}
-        for rank in self.ranks:
-            status = self.launcher.status(rank)
-            recorded.update({int(pid): created for pid, created in status.get("pids", {}).items()})
-            recorded.setdefault(status.get("server_pid", -1), 0.0)
-        _kill_all(recorded)
-        alive = _wait_gone(recorded, timeout_s=10)
-        if alive:
-            problems.append(f"processes still alive: {sorted(alive)}")
-        if not ports.wait_free(self.host, self.port, timeout_s=10):
-            problems.append(f"port {self.port} is still in use")
-        held = gpu.wait_released(set(recorded), self.settings.gpu_release_timeout_s)
-        if held:
-            problems.append(
-                f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
-                + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items())
-            )
-        self.stopped = StopResult(time.monotonic() - start, sorted(p for p in recorded if p > 0))
+        self.stopped = StopResult(time.monotonic() - start, sorted(pids))
         if problems:
             raise TeardownError(
                 f"row '{self.row.id}': stopping the server left something behind: {'; '.join(problems)}"
             )
         return self.stopped
-
-
-def _same_process(pid: int, created: float) -> psutil.Process | None:
-    try:
-        proc = psutil.Process(pid)
-        if created and abs(proc.create_time() - created) > 0.01:
-            return None  # the pid was reused by an unrelated process
-        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
-    except psutil.Error:
-        return None
-
-
-def _kill_all(recorded: dict[int, float]) -> None:
-    for pid, created in recorded.items():
-        proc = _same_process(pid, created) if pid > 0 else None
-        if proc is not None:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-
-
-def _wait_gone(recorded: dict[int, float], timeout_s: float) -> set[int]:
-    def alive() -> set[int]:
-        return {pid for pid, created in recorded.items() if pid > 0 and _same_process(pid, created)}
-
-    poll_until(lambda: not alive(), timeout_s)
-    return alive()
 
 
 def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -349,7 +301,7 @@ def _start_once(
         ranks=ranks,
         api_key=api_key,
         secrets=secrets,
-        client_cpus=client_cpus(cpus) if isinstance(launcher, Local) else (),
+        client_cpus=client_cpus(cpus) if launcher.runs_here else (),
     )
     try:
         _wait_ready(server, began)

@@ -58,18 +58,24 @@ def _write(path: Path, status: dict[str, Any]) -> None:
     tmp.replace(path)  # readers never see half a file
 
 
+def recorded(status: dict[str, Any]) -> dict[int, float]:
+    """Every pid a status file recorded (the server's and its descendants'), with its create time (0: unknown)."""
+    pids = {int(pid): float(created) for pid, created in status.get("pids", {}).items()}
+    pids.setdefault(int(status.get("server_pid", -1)), 0.0)
+    return {pid: created for pid, created in pids.items() if pid > 0}
+
+
 def alive(status: dict[str, Any]) -> list[int]:
-    """The pids a status file recorded (checked against their create times) that still run on this host."""
-    recorded = {int(pid): created for pid, created in status.get("pids", {}).items()}
-    recorded.setdefault(int(status.get("server_pid", -1)), 0.0)
+    """The pids a status file recorded that still run on this host (a reused pid, told by its create time, and
+    a zombie do not count)."""
     out = []
-    for pid, created in recorded.items():
+    for pid, created in recorded(status).items():
         try:
             proc = psutil.Process(pid)
             if (created and abs(proc.create_time() - created) > 0.01) or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             out.append(pid)
-        except (psutil.Error, ValueError):
+        except psutil.Error:
             continue
     return sorted(out)
 

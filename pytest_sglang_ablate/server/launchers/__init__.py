@@ -46,12 +46,17 @@ class Rank:
 
 
 def supervised(
-    status: Path | str, grace: float, argv: list[str], python: str = sys.executable, cpus: tuple[int, ...] = ()
+    status: Path | str,
+    grace: float,
+    argv: list[str],
+    cpus: tuple[int, ...] = (),
+    options: tuple[str, ...] = (),
 ) -> list[str]:
-    """argv run under our supervisor, which kills the whole tree when its parent goes (and pins it to `cpus`)."""
+    """argv run under our supervisor, which kills the whole tree when its parent goes (and pins it to `cpus`);
+    `options` are more of the supervisor's own (e.g. --env-stdin)."""
     module = "pytest_sglang_ablate.server.supervisor"
-    pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
-    return [python, "-m", module, "--status", str(status), "--grace", str(grace), *pin, "--", *argv]
+    pin = ("--cpus", ",".join(map(str, cpus))) if cpus else ()
+    return [sys.executable, "-m", module, "--status", str(status), "--grace", str(grace), *pin, *options, "--", *argv]
 
 
 def read_status(path: Path) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def read_status(path: Path) -> dict[str, Any]:
 
 class Launcher(ABC):
     name: str
+    runs_here = False  # whether the ranks run on this host (then the port and the GPU memory are checked here)
 
     @abstractmethod
     def capacity(self) -> int | None:

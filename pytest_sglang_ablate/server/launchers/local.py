@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from typing import Any
 
+from ..poll import poll_until
+from ..supervisor import alive
 from . import Launcher, Rank, RankPlan, read_status, supervised
 
 
 class Local(Launcher):
     name = "local"
+    runs_here = True
 
     def capacity(self) -> int | None:
         return 1
@@ -41,15 +45,21 @@ class Local(Launcher):
         return read_status(rank.status_path)
 
     def stop(self, ranks: list[Rank], grace: float) -> list[str]:
-        """SIGTERM each supervisor (it stops its tree: SIGTERM, `grace`, SIGKILL) and wait for it. The caller
-        then kills whatever the supervisors recorded and checks pids, port and GPU memory."""
+        """SIGTERM each supervisor (it stops its tree: SIGTERM, `grace`, SIGKILL) and wait for it; then kill
+        whatever its status recorded that still runs (a stuck supervisor's tree) and check that it is gone."""
         for rank in ranks:
             if rank.process.poll() is None:
                 rank.process.send_signal(signal.SIGTERM)
         for rank in ranks:
             try:
                 rank.process.wait(timeout=grace + 15)
-            except subprocess.TimeoutExpired:  # the supervisor itself is stuck: the caller does its job
+            except subprocess.TimeoutExpired:  # the supervisor itself is stuck: do its job from here
                 rank.process.kill()
                 rank.process.wait()
-        return []
+        statuses = [self.status(rank) for rank in ranks]
+        for pid in (pid for status in statuses for pid in alive(status)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        poll_until(lambda: not any(alive(status) for status in statuses), 10)
+        left = sorted(pid for status in statuses for pid in alive(status))
+        return [f"processes still alive: {left}"] if left else []

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from typing import Any
 
 from ...errors import UsageProblem
 from ..poll import poll_until
 from ..supervisor import RANK, alive
-from . import Launcher, Rank, RankPlan, read_status
+from . import Launcher, Rank, RankPlan, read_status, supervised
 
 TIMEOUT_S = 30
 
@@ -78,37 +77,20 @@ class Slurm(Launcher):
             "--kill-on-bad-exit=1",
             f"--job-name={step}",
             f"--output={log}",
-            sys.executable,
-            "-m",
-            "pytest_sglang_ablate.server.supervisor",
-            "--status",
-            status,
-            "--grace",
-            str(grace),
-            *(["--cpus", ",".join(map(str, first.cpus))] if first.cpus else []),
-            "--rank-env",
-            "SLURM_PROCID",
-            "--hosts",
-            ",".join(p.bind for p in plans),
-            "--",
-            *first.template,
+            *supervised(
+                status,
+                grace,
+                first.template,
+                first.cpus,
+                ("--rank-env", "SLURM_PROCID", "--hosts", ",".join(p.bind for p in plans)),
+            ),
         ]
         srun_status = first.status_path.with_name(first.status_path.name.replace(".rank0.", ".srun."))
         srun_log = first.log_path.with_name(first.log_path.name.replace(".rank0.", ".srun."))
         srun_status.unlink(missing_ok=True)
         with open(srun_log, "wb") as out:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest_sglang_ablate.server.supervisor",
-                    "--status",
-                    str(srun_status),
-                    "--grace",
-                    str(grace + 20),
-                    "--",
-                    *srun,
-                ],
+                supervised(srun_status, grace + 20, srun),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -61,8 +61,7 @@ class Ssh(Launcher):
         cwd = os.getcwd()
         for plan in plans:
             plan.status_path.unlink(missing_ok=True)
-            remote = supervised(plan.status_path.resolve(), grace, plan.argv, cpus=plan.cpus)
-            remote.insert(3, "--env-stdin")
+            remote = supervised(plan.status_path.resolve(), grace, plan.argv, plan.cpus, ("--env-stdin",))
             command = f"cd {shlex.quote(cwd)} && exec {shlex.join(remote)}"
             local_status = plan.status_path.with_name(plan.status_path.name.replace(".status.", ".ssh.status."))
             local_status.unlink(missing_ok=True)
