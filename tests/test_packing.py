@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,22 @@ def test_asking_for_cpus_the_machine_lacks_says_so_once_and_runs_unpinned(pytest
         ["ablate: server.cpus [[]0, 999[]] asked, but this machine has CPUs *: servers run unpinned"]
     )
     assert len(runs(pytester)[0]["cpus"]) == len(os.sched_getaffinity(0))
+
+
+def test_sglang_is_never_given_a_port_its_grpc_port_would_overflow() -> None:
+    # SGLang 0.5 refuses --port above 55535: its gRPC port (--port + 10000) must stay below 65536
+    import random
+
+    from pytest_sglang_ablate.engines.sglang import SGLANG
+    from pytest_sglang_ablate.server import ports
+    from pytest_sglang_ablate.server.leases import Lease, Leases
+
+    low, high = SGLANG.port_range
+    assert high + 10000 <= 65535
+    rng = random.Random(0)
+    drawn = [ports.choose("127.0.0.1", lambda p: [], rng, SGLANG.port_range) for _ in range(50)]
+    assert all(low <= p < high for p in drawn)
+    leases, lease = Leases(Path(tempfile.mkdtemp()), None), Lease()
+    blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(40)]
+    lease.release()
+    assert all(low <= p < high for p in blocks) and len(set(blocks)) == 40

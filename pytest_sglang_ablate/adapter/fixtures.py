@@ -65,7 +65,7 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
                 matrix.api_key,
                 frozenset(state.secrets),
                 launcher,
-                lambda free: state.leases.port_block(lease, free),
+                lambda free, span: state.leases.port_block(lease, free, span),
             )
         finally:
             for log in store.logs.glob(f"{row.id}*.log"):

@@ -61,6 +61,8 @@ class EngineProfile:
     host_flag: str = "--host"
     api_key_flag: str = "--api-key"
     port_flag: str = "--port"
+    # the HTTP ports we may give the server (a port block of the run's leases starts below the upper bound)
+    port_range: tuple[int, int] = (20000, 60000)
     # ports the server opens besides --port, which must be free too
     extra_ports: Callable[[int, Args], list[int]] = lambda port, args: []
     # a server over several nodes: the flags every rank gets (node count, rank 0's address and rendezvous port)

@@ -131,6 +131,9 @@ SGLANG = EngineProfile(
     probe_python=_probe_python,
     probe_script=Path(__file__).with_name("_sglang_probe.py"),
     extra_ports=_extra_ports,
+    # SGLang 0.5 derives a gRPC port of --port + 10000 and refuses to start when it is above 65535, gRPC on or off
+    # ("SGLANG_GRPC_PORT (67616) must be between 1 and 65535", seen on the H200)
+    port_range=(20000, 55000),
     multinode_flags=_multinode_flags,
     node_rank_flag="--node-rank",
     dist_init_ports=_dist_init_ports,

@@ -197,12 +197,13 @@ def start(
     api_key: str | None = None,
     secrets: frozenset[str] = frozenset(),
     launcher: Launcher | None = None,
-    port_block: Callable[[Callable[[int], bool]], int] | None = None,
+    port_block: Callable[[Callable[[int], bool], tuple[int, int]], int] | None = None,
 ) -> Server:
     """Launch the row's server and return it ready, or raise ServerLaunchError / ServerStartTimeout.
 
     `port_block` (from the run's leases) gives the HTTP port, at the start of a block of ports no other server
-    of the run holds, given a test that the port and the ones the engine opens above it are free.
+    of the run holds, given a test that the port and the ones the engine opens above it are free and the
+    engine's port range.
 
     With `oom_retry_mem_fraction`, a launch that fails with OOM is retried at each lower value in turn.
     """
@@ -232,7 +233,7 @@ def _start_once(
     api_key: str | None,
     secrets: frozenset[str],
     launcher: Launcher,
-    port_block: Callable[[Callable[[int], bool]], int] | None = None,
+    port_block: Callable[[Callable[[int], bool], tuple[int, int]], int] | None = None,
 ) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +249,8 @@ def _start_once(
     def free(p: int) -> bool:
         return ports.is_free(settings.host, p) and all(ports.is_free(settings.host, x) for x in extra(p))
 
-    port = port_block(free) if port_block is not None else ports.choose(settings.host, extra)
+    span = profile.port_range
+    port = port_block(free, span) if port_block is not None else ports.choose(settings.host, extra, port_range=span)
     nodes = row.nodes
     addresses = launcher.addresses(nodes)
     binds = [settings.host, *addresses[1:]]
@@ -258,7 +260,7 @@ def _start_once(
         dist_port = (  # inside the server's own port block, where the run has one
             port + 1
             if port_block is not None
-            else ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)])
+            else ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)], port_range=span)
         )
         flags = profile.multinode_flags(nodes, addresses[0], dist_port)
         for flag, value in zip(flags[::2], flags[1::2], strict=True):

@@ -25,7 +25,6 @@ from typing import IO
 from .poll import poll_until
 
 BLOCK = 256
-FIRST_BLOCK, LAST_BLOCK = 20000 // BLOCK + 1, 60000 // BLOCK - 1
 
 
 def _try_lock(path: Path) -> IO[bytes] | None:
@@ -93,9 +92,12 @@ class Leases:
         lease.waited_s = time.monotonic() - began
         return lease
 
-    def port_block(self, lease: Lease, free: Callable[[int], bool] | None = None) -> int:
-        """A port block no other server of the run holds, added to `lease`; returns its HTTP port."""
-        blocks = list(range(FIRST_BLOCK, LAST_BLOCK))
+    def port_block(
+        self, lease: Lease, free: Callable[[int], bool] | None = None, port_range: tuple[int, int] = (20000, 60000)
+    ) -> int:
+        """A port block no other server of the run holds, its HTTP port in `port_range`, added to `lease`;
+        returns that port."""
+        blocks = list(range(port_range[0] // BLOCK + 1, (port_range[1] - 16) // BLOCK))
         random.shuffle(blocks)
         for block in blocks:
             port = block * BLOCK + 16
@@ -105,7 +107,7 @@ class Leases:
             if handle is not None:
                 lease.handles.append(handle)
                 return port
-        raise OSError("no free port block left between 20000 and 60000")
+        raise OSError(f"no free port block left in {port_range}")
 
 
 def run_directory(out: Path, run_id: str) -> Path:

@@ -23,14 +23,19 @@ def is_free(host: str, port: int) -> bool:
     return True
 
 
-def choose(host: str, extra: Callable[[int], Iterable[int]], rng: random.Random | None = None) -> int:
-    """A random port that is free, with every port in `extra(port)` free too."""
+def choose(
+    host: str,
+    extra: Callable[[int], Iterable[int]],
+    rng: random.Random | None = None,
+    port_range: tuple[int, int] = PORT_RANGE,
+) -> int:
+    """A random port in `port_range` that is free, with every port in `extra(port)` free too."""
     rng = rng or random.Random()
     for _ in range(200):
-        port = rng.randrange(*PORT_RANGE)
+        port = rng.randrange(*port_range)
         if is_free(host, port) and all(is_free(host, p) for p in extra(port)):
             return port
-    raise OSError(f"no free port with room above it found on {host} in {PORT_RANGE}")
+    raise OSError(f"no free port with room above it found on {host} in {port_range}")
 
 
 def wait_free(host: str, port: int, timeout_s: float) -> bool:
