@@ -162,3 +162,25 @@ def test_sglang_is_never_given_a_port_its_grpc_port_would_overflow() -> None:
     blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(40)]
     lease.release()
     assert all(low <= p < high for p in blocks) and len(set(blocks)) == 40
+
+
+def test_a_gpu_id_the_machine_lacks_is_one_usage_error_before_any_launch(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the one-GPU H200, `--ablate-gpus 0,1` would give a row CUDA_VISIBLE_DEVICES=1, which CUDA drops."""
+    matrix(pytester, ["  - [f0]"])
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join(filter(None, [str(Path(__file__).parent / "fake_nvml"), os.environ.get("PYTHONPATH")])),
+    )
+    monkeypatch.setenv("FAKE_NVML_GPUS", "1")
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "0,1", timeout=120)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--ablate-gpus: GPU 1 is not on this machine: NVML sees 1 GPU (0); expected ids from that list, or none"]
+    )
+    assert "Traceback" not in result.stderr.str() and not (pytester.path / "record.jsonl").exists()
+    monkeypatch.setenv("FAKE_NVML_GPUS", "2")  # the same ids on a machine that has them: the row runs
+    pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "0,1", timeout=120).assert_outcomes(
+        passed=1
+    )
