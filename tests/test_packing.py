@@ -184,3 +184,18 @@ def test_a_gpu_id_the_machine_lacks_is_one_usage_error_before_any_launch(
     pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "0,1", timeout=120).assert_outcomes(
         passed=1
     )
+
+
+def test_with_plugin_autoload_off_and_xdist_named_by_module_a_rows_cases_still_share_one_server(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest -p xdist.plugin ...` (how the H200 runs load plugins): each row
+    was launched once per case there, since the plugin looked for xdist by its entry-point name."""
+    matrix(pytester, ["  - [f0]", "  - [f1]"])
+    text = (pytester.path / "m.yaml").read_text()
+    two_levels = "levels: [{concurrency: 2, requests: 8}, {concurrency: 4, requests: 8}]"
+    (pytester.path / "m.yaml").write_text(text.replace("levels: [{concurrency: 2, requests: 8}]", two_levels))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins = ["-p", "xdist.plugin", "-p", "pytest_benchmark.plugin", "-p", "pytest_sglang_ablate.plugin"]
+    run(pytester, *plugins, "-n", "2", "--dist", "loadgroup").assert_outcomes(passed=4)
+    assert sorted(s["cuda_visible_devices"] for s in runs(pytester)) == ["0", "1"]  # one server per row
