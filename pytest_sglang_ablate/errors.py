@@ -12,6 +12,7 @@ class FailureClass(str, Enum):
     PORT_IN_USE = "port_in_use"
     OOM = "oom"
     GRAPH_CAPTURE = "graph_capture"
+    MISSING_GPU = "missing_gpu"  # a rank asked for a GPU its process cannot see (fewer than the row needs)
     CRASH = "crash"
     EXITED = "exited"  # exited during startup without a known error text
     STARTUP_TIMEOUT = "startup_timeout"

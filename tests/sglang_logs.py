@@ -28,6 +28,12 @@ CAUSES = {  # the innermost exception of each kind of failure
     "nonetype": "TypeError: object of type 'NoneType' has no len()",
     "import": "ImportError: cannot import name 'Qwen2TokenizerFast' from 'transformers' "
     "(/site/transformers/__init__.py)",
+    # tp-size 2 with one visible GPU: rank 1's set_device (SGLang 0.5.15, torch 2.11, on the H200)
+    "ordinal": "torch.AcceleratorError: CUDA error: invalid device ordinal\n"
+    "GPU device may be out of range, do you have enough GPUs?\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be "
+    "incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1\n"
+    "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.",
 }
 FIRST_FRAMES = """\
   File "/site/sglang/srt/managers/scheduler.py", line 6360, in run_scheduler_process
@@ -50,9 +56,19 @@ RUNNING_FRAMES = """\
 """
 
 
-def scheduler_failure(cause: str, phase: str) -> str:
-    """The log lines of a scheduler that failed with CAUSES[cause] in `phase`: "capture" (of CUDA graphs),
-    "load" (the model) or "running" (serving a batch)."""
+DIST_FRAMES = """\
+  File "/site/sglang/srt/model_executor/model_runner.py", line 547, in __init__
+    self.pre_model_load_memory = self.init_torch_distributed()
+  File "/site/sglang/srt/model_executor/model_runner.py", line 1236, in init_torch_distributed
+    torch.get_device_module(self.device).set_device(self.gpu_id)
+  File "/site/torch/cuda/__init__.py", line 638, in set_device
+    torch._C._cuda_setDevice(device)
+"""
+
+
+def scheduler_failure(cause: str, phase: str, rank: int = 0) -> str:
+    """The log lines of a scheduler (TP rank `rank`) that failed with CAUSES[cause] in `phase`: "capture" (of
+    CUDA graphs), "load" (the model), "dist" (torch distributed init) or "running" (serving a batch)."""
     if phase == "capture":
         inner = _traceback(
             '  File "/site/sglang/srt/model_executor/runner/decode_cuda_graph_runner.py", line 598, in __init__\n'
@@ -69,15 +85,18 @@ def scheduler_failure(cause: str, phase: str) -> str:
         chain = f"{inner}\nDuring handling of the above exception, another exception occurred:\n\n{outer}"
     elif phase == "running":
         chain = _traceback(RUNNING_FRAMES, CAUSES[cause])
+    elif phase == "dist":
+        chain = _traceback(FIRST_FRAMES + DIST_FRAMES, CAUSES[cause])
     else:
         chain = _traceback(
             FIRST_FRAMES + '  File "/site/sglang/srt/model_executor/model_runner.py", line 930, in load_model\n'
             "    self.model = get_model(model_config=self.model_config)\n",
             CAUSES[cause],
         )
+    header = "Init torch distributed begin." if phase == "dist" else "Load weight begin. avail mem=138.95 GB"
     return (
-        "[2026-11-20 10:00:01 TP0] Load weight begin. avail mem=138.95 GB\n"
-        f"[2026-11-20 10:00:09 TP0] Scheduler hit an exception: {chain}\n"
+        f"[2026-11-20 10:00:01 TP{rank}] {header}\n"
+        f"[2026-11-20 10:00:09 TP{rank}] Scheduler hit an exception: {chain}\n"
         "[2026-11-20 10:00:09] Received sigquit from a child process. It usually means the child failed.\n"
         "[2026-11-20 10:00:09] kill_process_tree called: parent_pid=4242, include_parent=True, pid=4242\n"
     )

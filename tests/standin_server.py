@@ -8,7 +8,8 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
                       port_in_use, plain (exit 1, no message); or as SGLang 0.5 does (the scheduler's traceback
                       chain, "Received sigquit", kill_process_tree, exit -9; tests/sglang_logs.py):
                       scheduler_crash (TypeError at load), capture_stub, capture_oom, capture_capturing (an
-                      import stub, an OOM, a real capture error inside CUDA graph capture), load_stub, load_import
+                      import stub, an OOM, a real capture error inside CUDA graph capture), load_stub, load_import,
+                      rank_no_gpu (TP rank 1's "invalid device ordinal" at distributed init: tp 2, one GPU)
   oom_above=F         die with OOM unless --mem-fraction-static <= F
   children=N          start N child processes (and each a grandchild), like SGLang's scheduler/detokenizer
   stubborn            those children ignore SIGTERM (teardown must escalate to SIGKILL)
@@ -75,6 +76,7 @@ SGLANG_05_DEATHS = {  # exit=KIND: (the innermost cause in sglang_logs.CAUSES, t
     "load_stub": ("stub", "load"),
     "load_import": ("import", "load"),
     "running_crash": ("nonetype", "running"),  # crash_on_request
+    "rank_no_gpu": ("ordinal", "dist"),  # TP rank 1 with one visible GPU
 }
 DEATH_TEXT = {
     "graph_capture": "Exception: Capture cuda graph failed: CUDA error: "
@@ -184,7 +186,7 @@ def hold_gpu_code() -> str:
 def die_like_a_scheduler(kind: str = "scheduler_crash") -> None:
     """SGLang's crash path: the child SIGQUITs the parent, which SIGKILLs its whole tree (returncode -9)."""
     cause, phase = SGLANG_05_DEATHS[kind]
-    print(scheduler_failure(cause, phase), end="", flush=True)
+    print(scheduler_failure(cause, phase, rank=1 if phase == "dist" else 0), end="", flush=True)
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 

@@ -314,6 +314,16 @@ def test_real_sglang_missing_deep_gemm_in_draft_capture_is_a_crash_during_captur
     assert d.exit_note.startswith("SIGKILL from sglang's own process-tree cleanup")
 
 
+def test_real_sglang_tp2_on_one_visible_gpu_is_a_missing_gpu_at_distributed_init() -> None:
+    d = diagnose(REAL / "sglang-0.5.15-tp2-one-gpu.log", -9, SGLANG)
+    assert (d.failure_class, d.evidence, d.phase) == (
+        F.MISSING_GPU,
+        "torch.AcceleratorError: CUDA error: invalid device ordinal",
+        "distributed init",
+    )
+    assert "fewer GPUs than the row needs" in SGLANG.hints[F.MISSING_GPU]
+
+
 def test_the_log_tail_shows_a_progress_bar_once_in_its_last_state(tmp_path: Path) -> None:
     log = write_log(tmp_path, "start\nCapturing 0/23\rCapturing 10/23\rCapturing 23/23\nend\n")
     assert tail(log) == ["start", "Capturing 23/23", "end"]

@@ -100,6 +100,7 @@ def test_a_row_is_launched_once_and_shared_by_its_tests(pytester: pytest.Pyteste
         ("exit=capture_oom", "oom", "Exception: Capture cuda graph failed: CUDA out of memory"),
         ("exit=capture_capturing", "graph_capture", "Exception: Capture cuda graph failed: CUDA error: operation"),
         ("exit=load_import", "crash", "ImportError: cannot import name 'Qwen2TokenizerFast' from 'transformers'"),
+        ("exit=rank_no_gpu", "missing_gpu", "torch.AcceleratorError: CUDA error: invalid device ordinal"),
     ],
 )
 def test_launch_failure_is_classified_with_evidence_hint_and_log_tail(

@@ -61,6 +61,8 @@ FAILURE_PATTERNS = (
         r"Capture cuda graph failed|Capture .*CUDA graph failed|Breakable CUDA graph failed"
         r"|operation not permitted when stream is capturing",
     ),
+    # a TP rank whose GPU does not exist for it: tp-size 2 on one visible GPU, on the H200 (rank 1 at set_device)
+    (F.MISSING_GPU, r"CUDA error: invalid device ordinal|No CUDA GPUs are available"),
     (
         F.CRASH,
         r"Scheduler hit an exception|DataParallelController hit an exception|Received sigquit from a child process"
@@ -78,6 +80,9 @@ HINTS = {
     "warm up at small concurrency first",
     F.GRAPH_CAPTURE: "CUDA graph capture failed: try without torch compile, a smaller --cuda-graph-max-bs, "
     "or mark the combination as a known issue",
+    F.MISSING_GPU: "a rank found no GPU for it: the server saw fewer GPUs than the row needs (tp x dp); give the "
+    "run that many (--ablate-gpus, CUDA_VISIBLE_DEVICES; with NVML, rows too big for the machine are skipped) or "
+    "lower the row's parallel sizes",
     F.CRASH: "a server process raised: the log tail below has the traceback",
     F.STARTUP_TIMEOUT: "the server did not answer its health check in time: raise `server: {startup_timeout: S}` "
     "(DeepSeek can take 20-60 min cold)",
@@ -150,6 +155,7 @@ SGLANG = EngineProfile(
             r"Capture cuda graph failed|cuda_graph_runner\.py|in capture\b|capture_cuda_graphs|init_cuda_graphs",
         ),
         ("model load", r"load_model|model_loader|load_weights"),
+        ("distributed init", r"init_torch_distributed"),
         ("warm-up", r"warmup|warm_up"),
     ),
     self_kill_pattern=r"kill_process_tree called",  # the launcher SIGKILLs its own tree after a child fails

@@ -49,6 +49,8 @@ FAILURE_PATTERNS = (
     (F.BAD_FLAG, r"unrecognized arguments|invalid choice|ambiguous option|error: argument --"),
     (F.PORT_IN_USE, r"Address already in use"),
     (F.OOM, r"out of memory|OutOfMemoryError|No available memory for the cache blocks|insufficient memory"),
+    # torch's words, whichever engine asked for the device (seen from SGLang's TP rank 1 on a one-GPU H200)
+    (F.MISSING_GPU, r"CUDA error: invalid device ordinal|No CUDA GPUs are available"),
     (F.CRASH, r"Engine core initialization failed|EngineCore failed|Traceback \(most recent call last\)"),
 )
 HINTS = {
@@ -56,6 +58,8 @@ HINTS = {
     "`python -m vllm.entrypoints.openai.api_server --help`",
     F.PORT_IN_USE: "another process holds the port: stop it",
     F.OOM: "lower --gpu-memory-utilization or --max-num-seqs (on CPU: VLLM_CPU_KVCACHE_SPACE, in GiB)",
+    F.MISSING_GPU: "a worker found no GPU for it: the server saw fewer GPUs than the row needs (tensor x "
+    "pipeline x data parallel); give the run that many (--ablate-gpus, CUDA_VISIBLE_DEVICES) or lower them",
     F.CRASH: "an engine process raised: the log tail below has the traceback",
     F.STARTUP_TIMEOUT: "the server did not answer /health in time: raise `server: {startup_timeout: S}`",
     F.DIED_DURING_WORKLOAD: "the server exited while serving requests: see the log tail for the cause",
