@@ -221,7 +221,10 @@ class AblationHooks:
 
             baseline = state.settings.baseline
             before = Store(baseline.parent, set()).latest(matrix.name) if baseline else None
-            records = state.store.latest(matrix.name)
+            # in the matrix's order, however the rows finished (pytest-xdist, --ablate-resume): a nightly report
+            # diffs line by line against last night's
+            order = {case.id: i for i, case in enumerate(self.ablation.cases)}
+            records = sorted(state.store.latest(matrix.name), key=lambda r: order.get(r.case, len(order)))
             version = state.prepared.version
             written = markdown.write(
                 matrix, records, state.settings.out, version, gpu.describe(), state.secrets, before

@@ -199,3 +199,21 @@ def test_with_plugin_autoload_off_and_xdist_named_by_module_a_rows_cases_still_s
     plugins = ["-p", "xdist.plugin", "-p", "pytest_benchmark.plugin", "-p", "pytest_sglang_ablate.plugin"]
     run(pytester, *plugins, "-n", "2", "--dist", "loadgroup").assert_outcomes(passed=4)
     assert sorted(s["cuda_visible_devices"] for s in runs(pytester)) == ["0", "1"]  # one server per row
+
+
+def test_the_report_lists_rows_in_the_matrix_order_whichever_finished_first(pytester: pytest.Pytester) -> None:
+    """A nightly report diffs line by line against last night's, so rows finishing out of order under -n must
+    not reorder it (on the H200, `-n 2` listed the second row first)."""
+    matrix(
+        pytester,
+        [
+            '  - {features: [f0], env: {STANDIN: "tok_rate=20"}}',
+            '  - {features: [f1], env: {STANDIN: "tok_rate=2000"}}',
+        ],
+    )
+    run(pytester, "-n", "2", "--dist", "loadgroup").assert_outcomes(passed=2)
+    records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in records] == ["f1", "f0"]  # f0's 50 tokens at 20/s end seconds after f1's
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    table = report.split("## Offline batch")[1].split("Notes:")[0]
+    assert [line.split("|")[2].strip() for line in table.splitlines() if line.count("|") > 3][2:] == ["f0", "f1"]
