@@ -17,6 +17,9 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   exit_on_request     a request to /generate or /v1/* makes the main process exit(1), abandoning its children
   drift=KEY:VALUE     report KEY as VALUE in /server_info whatever the command line said
   gpu=GIB             (GPU machines only) the server and each child hold GIB of GPU memory through torch
+  fake_gpu_mem=GIB    hold GIB on each of its CUDA_VISIBLE_DEVICES in the fake NVML of tests/fake_nvml (its
+                      FAKE_NVML_STATE file); `fake_gpu_linger=S`: the "driver" frees it S seconds after the server
+                      stops (never if it is killed). The start record says what its GPUs used before it took any
   tok_rate=R          each streamed request gets a token every 1/R s (default 1000; 0 = as fast as possible)
   ttft_ms=T           the first token of each request comes T ms after the request (default 0)
   answer=TEXT         the chat answer's text, cycled over the tokens (default "tok"); reasoning=K puts the
@@ -445,8 +448,11 @@ async def serve(args: argparse.Namespace) -> None:
         await rendezvous(server, args)
     listener = await asyncio.start_server(server.handle, args.host, args.port, reuse_address=True, backlog=1024)
     log(f"Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
+    gpus = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")
+    used_before = fake_gpu_take(gpus) if "fake_gpu_mem" in OPTIONS else None
     record(
         {
+            "gpu_used_at_start": used_before,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "port": args.port,
             "started": time.time(),
@@ -466,7 +472,23 @@ async def serve(args: argparse.Namespace) -> None:
     async with listener:
         await stop.wait()
     record({"ended": time.time()})
+    if "fake_gpu_mem" in OPTIONS:
+        fake_gpu_event(gpus, until=time.time() + float(OPTIONS.get("fake_gpu_linger", 0)))
     log("Shutting down")
+
+
+def fake_gpu_event(gpus: list[str], **what: float) -> None:
+    with open(os.environ["FAKE_NVML_STATE"], "a") as f:
+        f.writelines(json.dumps({"gpu": g, "pid": os.getpid(), **what}) + "\n" for g in gpus)
+
+
+def fake_gpu_take(gpus: list[str]) -> dict[str, int]:
+    """Take fake_gpu_mem GiB on each GPU; returns what each used before (tests/fake_nvml)."""
+    import pynvml  # the fake one, on PYTHONPATH
+
+    before = {g: sum(pynvml.held(g).values()) for g in gpus}
+    fake_gpu_event(gpus, used=int(float(OPTIONS["fake_gpu_mem"]) * 2**30))
+    return before
 
 
 def main() -> None:

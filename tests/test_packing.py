@@ -217,3 +217,54 @@ def test_the_report_lists_rows_in_the_matrix_order_whichever_finished_first(pyte
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     table = report.split("## Offline batch")[1].split("Notes:")[0]
     assert [line.split("|")[2].strip() for line in table.splitlines() if line.count("|") > 3][2:] == ["f0", "f1"]
+
+
+def fake_nvml(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester, pid_offset: int) -> None:
+    paths = [str(Path(__file__).parent / "fake_nvml"), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
+    monkeypatch.setenv("FAKE_NVML_GPUS", "1")
+    monkeypatch.setenv("FAKE_NVML_STATE", str(pytester.path / "nvml.jsonl"))
+    monkeypatch.setenv("FAKE_NVML_PID_OFFSET", str(pid_offset))
+
+
+def test_in_a_container_the_next_row_waits_for_the_gpus_memory_not_for_pids_nvml_cannot_name(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NVML gives host pids; in a container with its own pid namespace none is ever the server's, so a wait on
+    pids ends at once. The driver here frees a server's 10 GiB 3 s after it stops: the next row must not start
+    on a GPU still holding it."""
+    fake_nvml(monkeypatch, pytester, pid_offset=1_000_000)
+    matrix(pytester, ["  - [f0]", "  - [f1]"], behaviour="tok_rate=1000,fake_gpu_mem=10,fake_gpu_linger=3")
+    text = (
+        (pytester.path / "m.yaml")
+        .read_text()
+        .replace("startup_timeout: 30}", "startup_timeout: 30, gpu_release_timeout: 30}")
+    )
+    (pytester.path / "m.yaml").write_text(text)
+    pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "0", timeout=120).assert_outcomes(
+        passed=2
+    )
+    starts = [s["gpu_used_at_start"] for s in sorted(runs(pytester), key=lambda s: s["started"])]
+    assert starts == [{"0": 0}, {"0": 0}]  # the second server found GPU 0 empty
+
+
+def test_memory_the_driver_never_frees_is_a_teardown_error_naming_the_gpu(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml(monkeypatch, pytester, pid_offset=1_000_000)
+    matrix(pytester, ["  - [f0]"], behaviour="tok_rate=1000,fake_gpu_mem=10,fake_gpu_linger=3600")
+    text = (
+        (pytester.path / "m.yaml")
+        .read_text()
+        .replace("startup_timeout: 30}", "startup_timeout: 30, gpu_release_timeout: 1}")
+    )
+    (pytester.path / "m.yaml").write_text(text)
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "0", timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stopping the server left something behind: GPU memory still held after 1 s: GPU 0 uses 10.0 GiB "
+            "(0.0 GiB before the launch; NVML names no pid of the server, as in a container with its own pid "
+            "namespace)*"
+        ]
+    )

@@ -58,6 +58,7 @@ class Server:
     served_model: str | None = None  # the model id the server answers to, once asked
     warmed_up: set[str] = field(default_factory=set)  # workloads whose warm-up ran on this server
     client_cpus: tuple[int, ...] = ()  # the load generator's CPUs unless a workload names its own
+    gpu_baseline: dict[str, int] = field(default_factory=dict)  # its GPUs' used bytes before the launch (NVML)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -167,11 +168,10 @@ class Server:
             pids = {pid for rank in self.ranks for pid in recorded(self.launcher.status(rank))}
             if not ports.wait_free(self.host, self.port, timeout_s=10):
                 problems.append(f"port {self.port} is still in use")
-            held = gpu.wait_released(pids, self.settings.gpu_release_timeout_s)
+            held = gpu.wait_released(pids, self.settings.gpu_release_timeout_s, self.gpu_baseline)
             if held:
                 problems.append(
-                    f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s by pids "
-                    + ", ".join(f"{pid} ({b / 2**30:.1f} GiB)" for pid, b in held.items())
+                    f"GPU memory still held after {self.settings.gpu_release_timeout_s:.0f} s: " + ", ".join(held)
                 )
         self.stopped = StopResult(time.monotonic() - start, sorted(pids))
         if problems:
@@ -286,6 +286,8 @@ def _start_once(
                 cpus,
             )
         )
+    visible = dict(row.env).get("CUDA_VISIBLE_DEVICES", "")  # the row's leased GPUs
+    baseline = gpu.used(i.strip() for i in visible.split(",") if i.strip()) if launcher.runs_here else {}
     began = time.monotonic()
     ranks = launcher.start(plans, dict(row.env), settings.shutdown_grace_s, name)
     wildcard = settings.host in ("0.0.0.0", "::", "")
@@ -304,6 +306,7 @@ def _start_once(
         api_key=api_key,
         secrets=secrets,
         client_cpus=client_cpus(cpus) if launcher.runs_here else (),
+        gpu_baseline=baseline,
     )
     try:
         _wait_ready(server, began)
