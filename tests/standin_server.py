@@ -43,7 +43,8 @@ Multi-node (`--nnodes N --node-rank R --dist-init-addr H:P`, as SGLang): rank 0 
 no HTTP, and exits 1 with a line in its log when rank 0 goes away; rank 0 exits 1 when a connected rank goes
 away (as NCCL aborts, `peer_loss_s` later: default 1). `exit_rank=R` limits `exit=` to rank R. `rank_exit=R`
 with `exit_after=S` makes rank R die like a crashing SGLang scheduler (traceback, kill_process_tree, exit -9)
-S seconds after it connected (rank 0: after all ranks connected).
+S seconds after it connected (rank 0: after all ranks connected); with `exit_at_request=N` instead, a rank R > 0
+dies so when rank 0 receives its Nth generation request (mid-level, whatever the machine's load).
 
 STANDIN_RECORD=FILE appends one JSON line when the server starts ({"pid", "cuda_visible_devices", "port",
 "started", "cpus"}) and one when it shuts down ({"pid", "ended"}), for checking GPU and port sharing between servers.
@@ -223,6 +224,7 @@ class Server:
         self.reasoning = int(OPTIONS.get("reasoning") or 0)
         self.burst = int(OPTIONS.get("burst") or 1) if self.interval == 0 else 1
         self.ranks_ready = args.nnodes <= 1  # rank 0 of several: ready once every rank has connected
+        self.peers: list[asyncio.StreamWriter] = []  # rank 0: the other ranks' rendezvous connections
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -286,6 +288,9 @@ class Server:
 
     async def generate(self, path: str, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         Stats.generated += 1
+        if OPTIONS.get("exit_at_request") == str(Stats.generated):  # tell rank `rank_exit` to die now
+            for peer in self.peers:
+                peer.write(b"die\n")
         if OPTIONS.get("fail_every") and Stats.generated % int(OPTIONS["fail_every"]) == 0:
             self.reply(writer, 500, {"error": {"message": "scripted failure"}})
             return
@@ -385,8 +390,8 @@ class Server:
 
 def rank_exit_later(rank: int) -> None:
     """rank_exit=R, exit_after=S: this rank dies like a crashing SGLang scheduler S seconds from now."""
-    if OPTIONS.get("rank_exit") == str(rank):
-        asyncio.get_running_loop().call_later(float(OPTIONS.get("exit_after") or 0), die_like_a_scheduler)
+    if OPTIONS.get("rank_exit") == str(rank) and "exit_after" in OPTIONS:  # else at `exit_at_request`
+        asyncio.get_running_loop().call_later(float(OPTIONS["exit_after"]), die_like_a_scheduler)
 
 
 async def rendezvous(server: Server, args: argparse.Namespace) -> asyncio.Server:
@@ -403,6 +408,7 @@ async def rendezvous(server: Server, args: argparse.Namespace) -> asyncio.Server
     async def joined_until_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         rank = int((await reader.readline()).split()[1])
         joined.add(rank)
+        server.peers.append(writer)
         log(f"rank {rank} joined from {writer.get_extra_info('peername')[0]} ({len(joined) + 1}/{args.nnodes})")
         if len(joined) == args.nnodes - 1:
             server.ranks_ready = True
@@ -434,7 +440,9 @@ async def follow(args: argparse.Namespace) -> None:
     await writer.drain()
     log(f"node rank {args.node_rank} joined rank 0 at {args.dist_init_addr}")
     rank_exit_later(args.node_rank)
-    await reader.read()
+    while line := await reader.readline():  # rank 0 says "die" at its request `exit_at_request`
+        if line == b"die\n" and OPTIONS.get("rank_exit") == str(args.node_rank):
+            die_like_a_scheduler()
     log(f"RuntimeError: rank 0 at {args.dist_init_addr} went away; node rank {args.node_rank} exits")
     sys.exit(1)
 

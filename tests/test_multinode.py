@@ -132,7 +132,9 @@ def test_secrets_of_a_two_node_row_stay_masked_in_every_ranks_log(pytester: pyte
 def test_rank_1_dying_mid_level_fails_that_row_with_its_log_and_the_next_row_runs(
     pytester: pytest.Pytester, launcher: str
 ) -> None:
-    rows = """  - {features: [radix_cache], env: {STANDIN: "tok_rate=40,rank_exit=1,exit_after=1.5"},
+    # rank 1 dies when rank 0 receives the level's 5th request, however long the launch took (a timer from
+    # start-up once fired before the level began on a loaded machine)
+    rows = """  - {features: [radix_cache], env: {STANDIN: "tok_rate=40,rank_exit=1,exit_at_request=5"},
      workloads: {batch: {levels: [{concurrency: 2, requests: 30}]}}}
   - []"""
     write(pytester, launcher, rows)
