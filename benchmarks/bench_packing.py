@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 STANDIN = Path(__file__).resolve().parents[1] / "tests" / "standin_server.py"
 
@@ -46,7 +48,16 @@ workloads:
     return path
 
 
-def run(folder: Path, *args: str) -> tuple[float, list[dict[str, float]]]:
+# the stand-ins hold no GPU memory; NVML answers for 4 fake GPUs even on a GPU machine (tests/fake_nvml)
+FAKE_NVML = Path(__file__).parent.parent / "tests" / "fake_nvml"
+FOUR_FAKE_GPUS = {
+    **os.environ,
+    "FAKE_NVML_GPUS": "4",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_NVML), os.environ.get("PYTHONPATH")])),
+}
+
+
+def run(folder: Path, *args: str) -> tuple[float, list[dict[str, Any]]]:
     record = folder / "record.jsonl"
     record.unlink(missing_ok=True)
     began = time.monotonic()
@@ -67,11 +78,12 @@ def run(folder: Path, *args: str) -> tuple[float, list[dict[str, float]]]:
         cwd=folder,
         capture_output=True,
         text=True,
+        env=FOUR_FAKE_GPUS,
     )
     wall = time.monotonic() - began
     if done.returncode != 0:
         sys.exit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
-    servers: dict[int, dict[str, float]] = {}
+    servers: dict[int, dict[str, Any]] = {}
     for line in record.read_text().splitlines():
         event = json.loads(line)
         servers.setdefault(event["pid"], {}).update(event)

@@ -45,9 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from .errors import UsageProblem
 
     try:
-        state.get_launcher()  # slurm outside an allocation, or ssh without hosts, stops here with what to do
+        launcher = state.get_launcher()  # slurm outside an allocation, or ssh without hosts, stops here
     except UsageProblem as e:
         raise pytest.UsageError(str(e)) from None
+    from .server.inventory import missing_here
+
+    if launcher.runs_here and (missing := missing_here(settings.gpus)):
+        raise pytest.UsageError(missing)
     worker = getattr(config, "workerinput", None)
     import uuid
 

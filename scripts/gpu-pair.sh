@@ -1,6 +1,9 @@
 #!/bin/bash
-# matrix/gpu-pair.yaml on a lent GPU machine (docs/gpus.md): multi-GPU rows, and one-GPU rows packed against
-# serial. Not part of CI.
+# matrix/gpu-pair.yaml on the GPU machine lent to this project's sessions (docs/gpus.md): multi-GPU rows, and
+# one-GPU rows packed against serial. Not part of CI. That machine has no package registry, so this uses the
+# offline SGLang 0.5.15 bundle beside the project (../shared/gpu, staged into the git-ignored .gpu/). With SGLang
+# installed, the same runs are plain commands: `pytest --ablate-matrix matrix/gpu-pair.yaml -k tp2`, and the
+# one-GPU rows with and without `-n 2 --dist loadgroup --ablate-gpus 0,1 -k "not tp2"`.
 #
 # Here, from the project root (needs PyPI for three pure-Python wheels):
 #   bash scripts/gpu-pair.sh stage

@@ -43,8 +43,8 @@ Multi-node (`--nnodes N --node-rank R --dist-init-addr H:P`, as SGLang): rank 0 
 no HTTP, and exits 1 with a line in its log when rank 0 goes away; rank 0 exits 1 when a connected rank goes
 away (as NCCL aborts, `peer_loss_s` later: default 1). `exit_rank=R` limits `exit=` to rank R. `rank_exit=R`
 with `exit_after=S` makes rank R die like a crashing SGLang scheduler (traceback, kill_process_tree, exit -9)
-S seconds after it connected (rank 0: after all ranks connected); with `exit_at_request=N` instead, a rank R > 0
-dies so when rank 0 receives its Nth generation request (mid-level, whatever the machine's load).
+S seconds after it connected (rank 0: after all ranks connected). With `exit_at_request=N` instead, rank R > 0
+dies that way when rank 0 receives its Nth generation request (mid-level, whatever the machine's load).
 
 STANDIN_RECORD=FILE appends one JSON line when the server starts ({"pid", "cuda_visible_devices", "port",
 "started", "cpus"}) and one when it shuts down ({"pid", "ended"}), for checking GPU and port sharing between servers.
@@ -462,6 +462,7 @@ async def serve(args: argparse.Namespace) -> None:
         {
             "gpu_used_at_start": used_before,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
             "port": args.port,
             "started": time.time(),
             "cpus": sorted(os.sched_getaffinity(0)),

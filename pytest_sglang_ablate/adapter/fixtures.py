@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -54,7 +55,10 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     # this row's GPUs (and port block) among the run's workers; held until its GPU memory is released
     lease = state.leases.gpus(row.gpus, math.inf)
     if lease.gpus:  # the server sees only its own GPUs
-        row = replace(row, env=(*row.env, ("CUDA_VISIBLE_DEVICES", ",".join(lease.gpus))))
+        env = [*row.env, ("CUDA_VISIBLE_DEVICES", ",".join(lease.gpus))]
+        if "CUDA_DEVICE_ORDER" not in os.environ and "CUDA_DEVICE_ORDER" not in dict(row.env):
+            env.append(("CUDA_DEVICE_ORDER", "PCI_BUS_ID"))  # GPU n is nvidia-smi's and NVML's GPU n
+        row = replace(row, env=tuple(env))
     try:
         try:
             server = start(

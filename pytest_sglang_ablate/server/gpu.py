@@ -1,7 +1,10 @@
-"""Wait until the GPU driver has let go of a stopped server's memory (NVML's compute-process list).
+"""Wait until the GPU driver has let go of a stopped server's memory.
 
 Killing a server only queues the driver-side teardown; the next launch can OOM until the pids leave NVML's
-list (sglang PR #39545). Without NVML (no GPU, or nvidia-ml-py not installed) there is nothing to wait for.
+compute-process list (sglang PR #39545). NVML gives host pids: in a container with its own pid namespace no pid
+of the server is ever in that list, so there the wait is on each of the server's GPUs' used memory instead,
+back to what it was before the launch. Without NVML (no GPU, or nvidia-ml-py not installed) there is nothing to
+wait for.
 """
 
 from __future__ import annotations
@@ -38,47 +41,56 @@ def holders(pids: set[int]) -> dict[int, int]:
     return found
 
 
-def used(ids: Iterable[str]) -> dict[str, int]:
-    """Each GPU's used memory in bytes, by its CUDA_VISIBLE_DEVICES id (an index or a UUID); empty without NVML.
-    The GPU-wide figure does not depend on pids, which NVML gives in the host's pid namespace: in a container
-    with its own, no pid of ours is ever in its list."""
-    nvml = _nvml()
-    if nvml is None:
-        return {}
-    out: dict[str, int] = {}
+def _handles(nvml: Any, ids: Iterable[str]) -> dict[str, Any]:
+    """NVML's handle of each GPU id it knows: an index (PCI bus order, which the leases make CUDA use too) or a
+    UUID. Ids it cannot resolve (a UUID prefix, an old-style MIG name) are left out, and the checks with them."""
+    out: dict[str, Any] = {}
     for gpu_id in ids:
         try:
             by_index = gpu_id.isdigit()
-            handle = (
+            out[gpu_id] = (
                 nvml.nvmlDeviceGetHandleByIndex(int(gpu_id)) if by_index else nvml.nvmlDeviceGetHandleByUUID(gpu_id)
             )
-            out[gpu_id] = int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
         except nvml.NVMLError:
             continue
     return out
+
+
+def used(ids: Iterable[str]) -> dict[str, int]:
+    """Each GPU's used memory in bytes, by id (see _handles); empty without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return {}
+    return {i: int(nvml.nvmlDeviceGetMemoryInfo(h).used) for i, h in _handles(nvml, ids).items()}
+
+
+def pids_hidden(pids: set[int], ids: Iterable[str]) -> bool:
+    """Whether NVML lists processes on these GPUs but none of `pids`: the server's pids are in another pid
+    namespace than NVML's (a container), so only the GPUs' memory can tell when it has let go."""
+    nvml = _nvml()
+    if nvml is None:
+        return False
+    listed = {p.pid for h in _handles(nvml, ids).values() for p in nvml.nvmlDeviceGetComputeRunningProcesses(h)}
+    return bool(listed) and not listed & pids
 
 
 SLACK = 256 * 2**20  # what a GPU may use above its pre-launch figure once released: less than a CUDA context
 
 
 def wait_released(pids: set[int], timeout_s: float, baseline: Mapping[str, int] | None = None) -> list[str]:
-    """Poll until none of `pids` holds GPU memory and each GPU of `baseline` (id -> bytes used before the launch)
-    is back within SLACK of it; returns what is still held at the deadline (empty = released)."""
+    """Poll until none of `pids` holds GPU memory and each GPU of `baseline` (id -> bytes used before the launch;
+    given where pids_hidden) is back within SLACK of it; returns what is still held at the deadline (empty =
+    released)."""
     held: list[str] = []
+    before = baseline or {}
 
     def released() -> bool:
         nonlocal held
-        by_pid = holders(pids)
-        now = used(baseline or {})
-        over = {i: b for i, b in now.items() if b > (baseline or {})[i] + SLACK}
-        held = [f"pid {pid} ({b / 2**30:.1f} GiB)" for pid, b in sorted(by_pid.items())]
+        over = {i: b for i, b in used(before).items() if b > before[i] + SLACK}
+        held = [f"pid {pid} ({b / 2**30:.1f} GiB)" for pid, b in sorted(holders(pids).items())]
         held += [
-            f"GPU {i} uses {b / 2**30:.1f} GiB ({(baseline or {})[i] / 2**30:.1f} GiB before the launch"
-            + (
-                "; NVML names no pid of the server, as in a container with its own pid namespace)"
-                if not by_pid
-                else ")"
-            )
+            f"GPU {i} uses {b / 2**30:.1f} GiB ({before[i] / 2**30:.1f} GiB before the launch; the server's pids "
+            "are in another pid namespace than NVML's)"
             for i, b in sorted(over.items())
         ]
         return not held

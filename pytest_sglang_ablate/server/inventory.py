@@ -66,30 +66,32 @@ def _nvml_count() -> int:
         return 0
 
 
-def _check(inventory: Inventory, count: int) -> Inventory:
-    """A GPU index the machine does not have is refused before any launch: CUDA would drop it from
-    CUDA_VISIBLE_DEVICES and the server would fail on "no CUDA GPUs" or land on the wrong device. Only where NVML
-    answers, and only for indices (UUIDs and MIG names are left to CUDA)."""
+def missing_here(inventory: Inventory, count: int | None = None) -> str | None:
+    """Why the run's GPU indices cannot be right for servers started on this machine (one it lacks: CUDA would
+    drop it from CUDA_VISIBLE_DEVICES, and the server would fail or land on another GPU), or None. Only where
+    NVML answers, and only for indices: UUIDs and MIG names are left to CUDA. For servers on other hosts (Slurm,
+    SSH) the ids name those hosts' GPUs, which this machine cannot check."""
+    count = _nvml_count() if count is None else count
     if not count or inventory.ids is None:
-        return inventory
+        return None
     missing = [i for i in inventory.ids if i.isdigit() and int(i) >= count]
-    if missing:
-        have = ",".join(str(i) for i in range(count))
-        raise ValueError(
-            f"{inventory.source}: GPU {', '.join(missing)} is not on this machine: NVML sees {count} "
-            f"GPU{'s' if count != 1 else ''} ({have}); expected ids from that list, or none"
-        )
-    return inventory
+    if not missing:
+        return None
+    have = ",".join(str(i) for i in range(count))
+    return (
+        f"{inventory.source}: GPU {', '.join(missing)} is not on this machine: NVML sees {count} "
+        f"GPU{'s' if count != 1 else ''} ({have}); expected ids from that list, or none"
+    )
 
 
 def resolve(cli: str | None, ini: str | None, env: Mapping[str, str]) -> Inventory:
     """The run's GPUs, from the first source that says; raises ValueError naming the source of a bad value."""
     if cli:
-        return _check(_parse(cli, "--ablate-gpus"), _nvml_count())
+        return _parse(cli, "--ablate-gpus")
     if ini:
-        return _check(_parse(ini, "ini ablate_gpus"), _nvml_count())
+        return _parse(ini, "ini ablate_gpus")
     if env.get("CUDA_VISIBLE_DEVICES", "").strip():
-        return _check(_parse(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES"), _nvml_count())
+        return _parse(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES")
     count = _nvml_count()
     if count:
         return Inventory(tuple(str(i) for i in range(count)), "NVML")

@@ -209,10 +209,14 @@ def start(
     """
     __tracebackhide__ = True  # pytest shows the message (class, hint, log tail), not our frames
     fractions: list[float | None] = [None, *settings.oom_retry_mem_fraction]
+    launcher = launcher or Local()
+    # the row's GPUs' memory before the first attempt: what a failed attempt leaves is not the next one's zero
+    visible = [i.strip() for i in dict(row.env).get("CUDA_VISIBLE_DEVICES", "").split(",") if i.strip()]
+    baseline = gpu.used(visible) if launcher.runs_here else {}
     for attempt, fraction in enumerate(fractions):
         try:
             server = _start_once(
-                row, profile, settings, log_dir, fraction, attempt, api_key, secrets, launcher or Local(), port_block
+                row, profile, settings, log_dir, fraction, attempt, api_key, secrets, launcher, port_block, baseline
             )
         except ServerLaunchError as e:
             if e.failure_class is not FailureClass.OOM or attempt == len(fractions) - 1:
@@ -233,7 +237,8 @@ def _start_once(
     api_key: str | None,
     secrets: frozenset[str],
     launcher: Launcher,
-    port_block: Callable[[Callable[[int], bool], tuple[int, int]], int] | None = None,
+    port_block: Callable[[Callable[[int], bool], tuple[int, int]], int] | None,
+    baseline: dict[str, int],
 ) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -286,8 +291,6 @@ def _start_once(
                 cpus,
             )
         )
-    visible = dict(row.env).get("CUDA_VISIBLE_DEVICES", "")  # the row's leased GPUs
-    baseline = gpu.used(i.strip() for i in visible.split(",") if i.strip()) if launcher.runs_here else {}
     began = time.monotonic()
     ranks = launcher.start(plans, dict(row.env), settings.shutdown_grace_s, name)
     wildcard = settings.host in ("0.0.0.0", "::", "")
@@ -312,6 +315,9 @@ def _start_once(
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
         _check_config(server, requested)
+        pids = {pid for rank in ranks for pid in recorded(launcher.status(rank))}
+        if not gpu.pids_hidden(pids, baseline):  # NVML names the server's pids, or none: their wait suffices
+            server.gpu_baseline = {}
     except BaseException:
         try:
             server.stop()

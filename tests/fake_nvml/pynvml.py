@@ -36,7 +36,11 @@ def nvmlDeviceGetHandleByIndex(index: int) -> int:
 
 
 def nvmlDeviceGetHandleByUUID(uuid: str) -> int:
-    raise NVMLError(f"no GPU {uuid}")
+    """GPU i's UUID here is GPU-fake-i."""
+    index = uuid.removeprefix("GPU-fake-")
+    if not index.isdigit():
+        raise NVMLError(f"no GPU {uuid}")
+    return nvmlDeviceGetHandleByIndex(int(index))
 
 
 def held(gpu: str) -> dict[int, int]:
