@@ -225,13 +225,11 @@ class AblationHooks:
 
             baseline = state.settings.baseline
             before = Store(baseline.parent, set()).latest(matrix.name) if baseline else None
-            # in the matrix's order, however the rows finished (pytest-xdist, --ablate-resume): a nightly report
-            # diffs line by line against last night's
-            order = {case.id: i for i, case in enumerate(self.ablation.cases)}
-            records = sorted(state.store.latest(matrix.name), key=lambda r: order.get(r.case, len(order)))
+            records = state.store.latest(matrix.name)
             version = state.prepared.version
+            order = [case.id for case in self.ablation.cases]
             written = markdown.write(
-                matrix, records, state.settings.out, version, gpu.describe(), state.secrets, before
+                matrix, records, state.settings.out, version, gpu.describe(), state.secrets, before, order
             )
             if written is not None:
                 terminalreporter.section(f"ablation results: {matrix.name}")

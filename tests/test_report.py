@@ -154,3 +154,11 @@ def test_attribution_says_whether_a_difference_is_beyond_the_repetitions_spread(
     assert "| 1.20x " in clear and "| yes " in clear
     noisy = report.attribution([row(("a",), 103, 96, 110), row((), 100, 94, 105)], ["a"])
     assert "within the noise" in noisy
+
+
+def test_cases_are_reported_in_the_matrix_order_whichever_finished_first() -> None:
+    records = seed_records()
+    in_order = report.render("r1", FEATURES, records, {})
+    finished = list(reversed(records))  # as results.jsonl holds them when the last rows finished first
+    assert report.render("r1", FEATURES, finished, {}).text != in_order.text
+    assert report.render("r1", FEATURES, finished, {}, order=[r.case for r in records]).text == in_order.text

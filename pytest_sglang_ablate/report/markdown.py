@@ -8,6 +8,7 @@ import math
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,12 @@ def render(
     records: list[CaseResult],
     environment: dict[str, Any],
     baseline: list[CaseResult] | None = None,
+    order: Sequence[str] = (),
 ) -> Report:
+    """The report of `records`, cases in `order` (the matrix's case ids; others after them) however they finished
+    (pytest-xdist, --ablate-resume): a nightly report diffs line by line against last night's."""
+    rank = {case: i for i, case in enumerate(order)}
+    records = sorted(records, key=lambda r: rank.get(r.case, len(rank)))
     notes = Notes()
     single, batch = single_table(records, features, notes), batch_table(records, notes)
     outcomes: dict[str, int] = defaultdict(int)
@@ -268,8 +274,10 @@ def write(
     gpus: list[dict[str, Any]],
     secrets: set[str],
     baseline: list[CaseResult] | None = None,
+    order: Sequence[str] = (),
 ) -> tuple[Report, Path] | None:
-    """report.md (and the plots) in `out_dir` from every record of this matrix; None when there are none."""
+    """report.md (and the plots) in `out_dir` from every record of this matrix, cases in `order` (see render);
+    None when there are none."""
     if not records:
         return None
     served = sorted({str(v) for r in records if (v := (r.figures or {}).get("engine_version"))})
@@ -281,7 +289,7 @@ def write(
         "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpus) or "none seen",
         "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    report = render(matrix.name, list(matrix.feature_names), records, environment, baseline)
+    report = render(matrix.name, list(matrix.feature_names), records, environment, baseline, order)
     text = redact.text(report.text, secrets)
     pngs = plots.render(records, out_dir, matrix.name)
     if pngs:
