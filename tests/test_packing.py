@@ -176,10 +176,50 @@ def test_sglang_is_never_given_a_port_its_grpc_port_would_overflow() -> None:
     rng = random.Random(0)
     drawn = [ports.choose("127.0.0.1", lambda p: [], rng, SGLANG.port_range) for _ in range(50)]
     assert all(low <= p < high for p in drawn)
-    leases, lease = Leases(Path(tempfile.mkdtemp()), None), Lease()
+    leases, lease = Leases(Path(tempfile.mkdtemp()), None, port_dir=Path(tempfile.mkdtemp())), Lease()
     blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(40)]
     lease.release()
     assert all(low <= p < high for p in blocks) and len(set(blocks)) == 40
+
+
+def test_two_runs_on_one_machine_never_get_the_same_port_block(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Port blocks are locked machine-wide: a second run (another CI job on the same runner) that wants the
+    same block as the first gets the next."""
+    from pytest_sglang_ablate.server import leases as module
+
+    monkeypatch.setattr(module.random, "shuffle", lambda blocks: None)  # both want the lowest block
+    first, second = (module.Leases(tmp_path / run, None, port_dir=tmp_path / "ports") for run in ("a", "b"))
+    a, b, c = module.Lease(), module.Lease(), module.Lease()
+    taken = first.port_block(a)
+    assert second.port_block(b) != taken
+    a.release()
+    assert second.port_block(c) == taken  # free again once released
+    b.release()
+    c.release()
+
+
+def test_ports_stay_clear_of_the_kernels_ephemeral_ports_where_the_range_allows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A client connection given a local port in the ephemeral range before the server binds it fails the
+    launch with "address already in use" (seen in CI: a stand-in's HTTP port 47888, in 32768-60999)."""
+    import random
+
+    from pytest_sglang_ablate.engines.sglang import SGLANG
+    from pytest_sglang_ablate.server import ports
+    from pytest_sglang_ablate.server.leases import Lease, Leases
+
+    monkeypatch.setattr(ports, "ephemeral", lambda: (32768, 60999))  # Linux's default
+    leases, lease = Leases(tmp_path / "run", None, port_dir=tmp_path / "ports"), Lease()
+    blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(20)]
+    assert all(p >= 20000 and p - 16 + 256 <= 32768 for p in blocks)
+    rng = random.Random(0)
+    drawn = [ports.choose("127.0.0.1", lambda p: [], rng, SGLANG.port_range) for _ in range(50)]
+    assert all(p >= 20000 and p + 256 <= 32768 for p in drawn)
+    monkeypatch.setattr(ports, "ephemeral", lambda: (10000, 65535))  # nothing clear: the whole range again
+    assert 20000 <= leases.port_block(lease, None, SGLANG.port_range) < 55000
+    assert ports.outside_ephemeral(SGLANG.port_range) == [SGLANG.port_range]
+    lease.release()
 
 
 def test_a_gpu_id_the_machine_lacks_is_one_usage_error_before_any_launch(

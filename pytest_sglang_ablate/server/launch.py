@@ -315,9 +315,10 @@ def _start_once(
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
         _check_config(server, requested)
-        pids = {pid for rank in ranks for pid in recorded(launcher.status(rank))}
-        if not gpu.pids_hidden(pids, baseline):  # NVML names the server's pids, or none: their wait suffices
-            server.gpu_baseline = {}
+        if baseline:  # this host's GPUs, with NVML
+            pids = {pid for rank in ranks for pid in recorded(launcher.status(rank))}
+            if not gpu.pids_hidden(pids, baseline):  # NVML names the server's pids, or none: their wait suffices
+                server.gpu_baseline = {}
     except BaseException:
         try:
             server.stop()

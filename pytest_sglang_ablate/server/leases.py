@@ -6,8 +6,10 @@ GPUs first takes the run's queue lock and keeps it until it has all the GPUs it 
 not overtaken by a stream of 1-GPU rows, each of which would otherwise grab a GPU it frees.
 
 Port blocks: a server gets a block of 256 ports (its HTTP port at the block's start + 16; SGLang opens its
-DP-attention ports at +233 and up, and a multi-node rendezvous uses the port + 1 to + 14), so two servers of one
-run never share a port even while one of them is still starting.
+DP-attention ports at +233 and up, and a multi-node rendezvous uses the port + 1 to + 14), so two servers never
+share a port even while one of them is still starting. Their lock files are machine-wide (one folder per user
+under the temp dir), not per run: two runs on one machine (two CI jobs on one runner) keep apart too. Blocks
+stay clear of the kernel's ephemeral ports where the range allows (ports.ephemeral).
 """
 
 from __future__ import annotations
@@ -16,15 +18,23 @@ import fcntl
 import json
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import ports
 from .poll import poll_until
 
-BLOCK = 256
+BLOCK = ports.SPAN
+MIN_BLOCKS = 16  # fewer blocks clear of the ephemeral ports than this, and blocks come from the whole range
+
+
+def port_directory() -> Path:
+    """Where this user's servers on this machine lock their port blocks, whichever run they belong to."""
+    return Path(tempfile.gettempdir()) / f"pytest-sglang-ablate-{os.getuid()}" / "ports"
 
 
 def _try_lock(path: Path) -> IO[bytes] | None:
@@ -52,9 +62,17 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, directory: Path, gpu_ids: tuple[str, ...] | None, exclusive: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        gpu_ids: tuple[str, ...] | None,
+        exclusive: bool = False,
+        port_dir: Path | None = None,
+    ) -> None:
         self.dir, self.gpu_ids, self.exclusive = directory, gpu_ids, exclusive
+        self.port_dir = port_dir or port_directory()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.port_dir.mkdir(parents=True, exist_ok=True)
 
     def gpus(self, count: int, timeout_s: float) -> Lease:
         """`count` GPUs of the inventory, waiting for them in turn (with `exclusive`, also for every other row)."""
@@ -95,15 +113,19 @@ class Leases:
     def port_block(
         self, lease: Lease, free: Callable[[int], bool] | None = None, port_range: tuple[int, int] = (20000, 60000)
     ) -> int:
-        """A port block no other server of the run holds, its HTTP port in `port_range`, added to `lease`;
-        returns that port."""
+        """A port block no other server on this machine holds (of this user), its HTTP port in `port_range` and
+        the whole block clear of the kernel's ephemeral ports where the range allows, added to `lease`; returns
+        that port."""
         blocks = list(range(port_range[0] // BLOCK + 1, (port_range[1] - 16) // BLOCK))
+        kernel = ports.ephemeral()
+        clear = [b for b in blocks if kernel is None or (b + 1) * BLOCK <= kernel[0] or b * BLOCK > kernel[1]]
+        blocks = clear if len(clear) >= MIN_BLOCKS else blocks
         random.shuffle(blocks)
         for block in blocks:
             port = block * BLOCK + 16
             if free is not None and not free(port):
                 continue
-            handle = _try_lock(self.dir / f"ports-{block}.lock")
+            handle = _try_lock(self.port_dir / f"ports-{block}.lock")
             if handle is not None:
                 lease.handles.append(handle)
                 return port
