@@ -187,7 +187,7 @@ def test_two_runs_on_one_machine_never_get_the_same_port_block(monkeypatch: pyte
     same block as the first gets the next."""
     from pytest_sglang_ablate.server import leases as module
 
-    monkeypatch.setattr(module.random, "shuffle", lambda blocks: None)  # both want the lowest block
+    monkeypatch.setattr("pytest_sglang_ablate.server.leases.random.shuffle", lambda blocks: None)  # lowest first
     first, second = (module.Leases(tmp_path / run, None, port_dir=tmp_path / "ports") for run in ("a", "b"))
     a, b, c = module.Lease(), module.Lease(), module.Lease()
     taken = first.port_block(a)
