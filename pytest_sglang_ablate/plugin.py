@@ -84,7 +84,20 @@ class AblationHooks:
             f"ablate: {s.matrix_shown} ({matrix.name}): {size}; {version}",
             f"ablate: {p.probe.note}",
             f"ablate: {s.gpus.describe()}",
+            *self.gpu_header(),
             *self.cpu_header(),
+        ]
+
+    def gpu_header(self) -> list[str]:
+        """GPU ids whose servers' teardown cannot check GPU memory: NVML does not know them."""
+        from .server import gpu
+
+        ids = self.state.settings.gpus.ids
+        if ids is None or not self.state.get_launcher().runs_here or not (lost := gpu.unknown(ids)):
+            return []
+        return [
+            f"ablate: NVML does not know GPU {', '.join(lost)}: teardown cannot check their memory "
+            "(give NVML's indices or full UUIDs)"
         ]
 
     def cpu_header(self) -> list[str]:

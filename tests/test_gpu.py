@@ -37,6 +37,7 @@ def events(state: Path, *lines: dict[str, object]) -> None:
 def test_used_reads_each_gpu_by_index_or_uuid_and_leaves_out_ids_nvml_cannot_resolve(nvml: Path) -> None:
     events(nvml, {"gpu": "0", "pid": 10, "used": GIB})
     assert gpu.used(["0", "1", "GPU-fake-0", "GPU-8932f937", "7"]) == {"0": GIB, "1": 0, "GPU-fake-0": GIB}
+    assert gpu.unknown(["0", "GPU-fake-1", "GPU-8932f937", "7"]) == ["GPU-8932f937", "7"]
 
 
 def test_pids_are_hidden_only_where_nvml_lists_processes_and_none_is_ours(nvml: Path) -> None:

@@ -313,3 +313,11 @@ def test_memory_the_driver_never_frees_is_a_teardown_error_naming_the_gpu(
             "(0.0 GiB before the launch; the server's pids are in another pid namespace than NVML's)*"
         ]
     )
+
+
+def test_a_gpu_id_nvml_cannot_resolve_is_named_in_the_header(pytester: pytest.Pytester) -> None:
+    """CUDA takes a UUID prefix; NVML does not, so the GPU-memory check after teardown would skip it unsaid."""
+    matrix(pytester, ["  - [f0]"])
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "--ablate-gpus", "GPU-fake-0,GPU-8932f937")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["ablate: NVML does not know GPU GPU-8932f937: teardown cannot check their memory*"])

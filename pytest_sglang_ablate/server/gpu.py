@@ -56,6 +56,16 @@ def _handles(nvml: Any, ids: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def unknown(ids: Iterable[str]) -> list[str]:
+    """The ids NVML cannot resolve (see _handles); empty without NVML, where nothing is checked anyway."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    ids = list(ids)
+    known = _handles(nvml, ids)
+    return [i for i in ids if i not in known]
+
+
 def used(ids: Iterable[str]) -> dict[str, int]:
     """Each GPU's used memory in bytes, by id (see _handles); empty without NVML."""
     nvml = _nvml()
