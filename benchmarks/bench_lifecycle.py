@@ -52,7 +52,7 @@ def sglang_harness(tmp: Path, interval_s: float = 10.0) -> float:
     """popen_launch_server's loop: GET /health_generate every 10 s until 200."""
     ready_file = tmp / "ready-ref"
     ready_file.unlink(missing_ok=True)
-    port = choose("127.0.0.1", lambda p: [])
+    port = choose("127.0.0.1", lambda p: [], engines.get("sglang").port_range)
     env = {**os.environ, "STANDIN": "slow_start=1", "STANDIN_READY": str(ready_file)}
     proc = subprocess.Popen(
         [sys.executable, str(STANDIN), "--model-path", "tiny", "--port", str(port)], env=env, stdout=subprocess.DEVNULL

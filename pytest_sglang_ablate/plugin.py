@@ -93,7 +93,10 @@ class AblationHooks:
         from .server import gpu
 
         ids = self.state.settings.gpus.ids
-        if ids is None or not self.state.get_launcher().runs_here or not (lost := gpu.unknown(ids)):
+        if ids is None or not self.state.get_launcher().runs_here:
+            return []
+        lost = [i for i in gpu.unknown(ids) if not i.isdigit()]  # an unknown index stopped the run already
+        if not lost:
             return []
         return [
             f"ablate: NVML does not know GPU {', '.join(lost)}: teardown cannot check their memory "

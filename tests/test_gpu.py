@@ -59,11 +59,16 @@ def test_memory_already_freed_is_released_and_memory_still_held_is_named_with_it
     assert gpu.wait_released({11}, 0.2) == ["pid 11 (1.0 GiB)"]
 
 
-def test_a_gpu_index_the_machine_lacks_is_named_and_uuids_are_left_to_cuda() -> None:
+def test_a_gpu_index_the_machine_lacks_is_named_and_uuids_are_left_to_cuda(
+    nvml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     given = Inventory(("0", "1", "GPU-8932f937"), "--ablate-gpus")
-    assert missing_here(given, count=1) == (
+    monkeypatch.setenv("FAKE_NVML_GPUS", "1")
+    assert missing_here(given) == (
         "--ablate-gpus: GPU 1 is not on this machine: NVML sees 1 GPU (0); expected ids from that list, or none"
     )
-    assert missing_here(given, count=2) is None
-    assert missing_here(given, count=0) is None  # no NVML: nothing to check against
-    assert missing_here(Inventory(None, "--ablate-gpus: none"), count=1) is None
+    assert missing_here(Inventory(None, "--ablate-gpus: none")) is None
+    monkeypatch.setenv("FAKE_NVML_GPUS", "2")
+    assert missing_here(given) is None
+    monkeypatch.delenv("FAKE_NVML_GPUS")  # no NVML: nothing to check against
+    assert missing_here(given) is None

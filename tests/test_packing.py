@@ -174,7 +174,7 @@ def test_sglang_is_never_given_a_port_its_grpc_port_would_overflow() -> None:
     low, high = SGLANG.port_range
     assert high + 10000 <= 65535
     rng = random.Random(0)
-    drawn = [ports.choose("127.0.0.1", lambda p: [], rng, SGLANG.port_range) for _ in range(50)]
+    drawn = [ports.choose("127.0.0.1", lambda p: [], SGLANG.port_range, rng) for _ in range(50)]
     assert all(low <= p < high for p in drawn)
     leases, lease = Leases(Path(tempfile.mkdtemp()), None, port_dir=Path(tempfile.mkdtemp())), Lease()
     blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(40)]
@@ -190,10 +190,11 @@ def test_two_runs_on_one_machine_never_get_the_same_port_block(monkeypatch: pyte
     monkeypatch.setattr("pytest_sglang_ablate.server.leases.random.shuffle", lambda blocks: None)  # lowest first
     first, second = (module.Leases(tmp_path / run, None, port_dir=tmp_path / "ports") for run in ("a", "b"))
     a, b, c = module.Lease(), module.Lease(), module.Lease()
-    taken = first.port_block(a)
-    assert second.port_block(b) != taken
+    span = (20000, 60000)
+    taken = first.port_block(a, None, span)
+    assert second.port_block(b, None, span) != taken
     a.release()
-    assert second.port_block(c) == taken  # free again once released
+    assert second.port_block(c, None, span) == taken  # free again once released
     b.release()
     c.release()
 
@@ -214,7 +215,7 @@ def test_ports_stay_clear_of_the_kernels_ephemeral_ports_where_the_range_allows(
     blocks = [leases.port_block(lease, None, SGLANG.port_range) for _ in range(20)]
     assert all(p >= 20000 and p - 16 + 256 <= 32768 for p in blocks)
     rng = random.Random(0)
-    drawn = [ports.choose("127.0.0.1", lambda p: [], rng, SGLANG.port_range) for _ in range(50)]
+    drawn = [ports.choose("127.0.0.1", lambda p: [], SGLANG.port_range, rng) for _ in range(50)]
     assert all(p >= 20000 and p + 256 <= 32768 for p in drawn)
     monkeypatch.setattr(ports, "ephemeral", lambda: (10000, 65535))  # nothing clear: the whole range again
     assert 20000 <= leases.port_block(lease, None, SGLANG.port_range) < 55000

@@ -27,6 +27,12 @@ def _nvml() -> Any | None:
     return pynvml
 
 
+def count() -> int:
+    """How many GPUs NVML sees; 0 without NVML."""
+    nvml = _nvml()
+    return 0 if nvml is None else int(nvml.nvmlDeviceGetCount())
+
+
 def holders(pids: set[int]) -> dict[int, int]:
     """Which of `pids` hold GPU memory now: pid -> bytes (NVML's per-process used memory, 0 if unknown)."""
     nvml = _nvml()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import gpu
+
 if TYPE_CHECKING:
     from ..matrix.rows import Row
     from .launchers import Launcher
@@ -54,33 +56,18 @@ def _parse(text: str, where: str) -> Inventory:
     return Inventory(ids, where)
 
 
-def _nvml_count() -> int:
-    try:
-        import pynvml  # nvidia-ml-py
-    except ImportError:
-        return 0
-    try:
-        pynvml.nvmlInit()
-        return int(pynvml.nvmlDeviceGetCount())
-    except pynvml.NVMLError:
-        return 0
-
-
-def missing_here(inventory: Inventory, count: int | None = None) -> str | None:
-    """Why the run's GPU indices cannot be right for servers started on this machine (one it lacks: CUDA would
-    drop it from CUDA_VISIBLE_DEVICES, and the server would fail or land on another GPU), or None. Only where
-    NVML answers, and only for indices: UUIDs and MIG names are left to CUDA. For servers on other hosts (Slurm,
-    SSH) the ids name those hosts' GPUs, which this machine cannot check."""
-    count = _nvml_count() if count is None else count
-    if not count or inventory.ids is None:
-        return None
-    missing = [i for i in inventory.ids if i.isdigit() and int(i) >= count]
+def missing_here(inventory: Inventory) -> str | None:
+    """Why the run's GPU indices cannot be right for servers started on this machine (one NVML does not know:
+    CUDA would drop it from CUDA_VISIBLE_DEVICES, and the server would fail or land on another GPU), or None.
+    Only where NVML answers, and only for indices: other ids are left to CUDA (the header names those NVML does
+    not know). For servers on other hosts (Slurm, SSH) the ids name those hosts' GPUs: not checked here."""
+    missing = [i for i in gpu.unknown(inventory.ids or ()) if i.isdigit()]
     if not missing:
         return None
-    have = ",".join(str(i) for i in range(count))
+    have = gpu.count()
     return (
-        f"{inventory.source}: GPU {', '.join(missing)} is not on this machine: NVML sees {count} "
-        f"GPU{'s' if count != 1 else ''} ({have}); expected ids from that list, or none"
+        f"{inventory.source}: GPU {', '.join(missing)} is not on this machine: NVML sees {have} "
+        f"GPU{'s' if have != 1 else ''} ({','.join(map(str, range(have)))}); expected ids from that list, or none"
     )
 
 
@@ -92,7 +79,6 @@ def resolve(cli: str | None, ini: str | None, env: Mapping[str, str]) -> Invento
         return _parse(ini, "ini ablate_gpus")
     if env.get("CUDA_VISIBLE_DEVICES", "").strip():
         return _parse(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES")
-    count = _nvml_count()
-    if count:
+    if count := gpu.count():
         return Inventory(tuple(str(i) for i in range(count)), "NVML")
     return Inventory(None, "none found: no --ablate-gpus, CUDA_VISIBLE_DEVICES or NVML")

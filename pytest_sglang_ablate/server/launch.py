@@ -79,6 +79,10 @@ class Server:
     def alive(self) -> bool:
         return not any(self.launcher.exited(r) for r in self.ranks)
 
+    def recorded_pids(self) -> set[int]:
+        """Every pid the ranks' supervisors saw in the server's process tree."""
+        return {pid for rank in self.ranks for pid in recorded(self.launcher.status(rank))}
+
     def returncode(self) -> int | None:
         return self.status().get("returncode")
 
@@ -165,7 +169,7 @@ class Server:
         problems = self.launcher.stop(self.ranks, self.settings.shutdown_grace_s)  # and proves each rank gone
         pids: set[int] = set()
         if self.launcher.runs_here:  # the port and the GPU memory are this host's to check
-            pids = {pid for rank in self.ranks for pid in recorded(self.launcher.status(rank))}
+            pids = self.recorded_pids()
             if not ports.wait_free(self.host, self.port, timeout_s=10):
                 problems.append(f"port {self.port} is still in use")
             held = gpu.wait_released(pids, self.settings.gpu_release_timeout_s, self.gpu_baseline)
@@ -255,7 +259,7 @@ def _start_once(
         return ports.is_free(settings.host, p) and all(ports.is_free(settings.host, x) for x in extra(p))
 
     span = profile.port_range
-    port = port_block(free, span) if port_block is not None else ports.choose(settings.host, extra, port_range=span)
+    port = port_block(free, span) if port_block is not None else ports.choose(settings.host, extra, span)
     nodes = row.nodes
     addresses = launcher.addresses(nodes)
     binds = [settings.host, *addresses[1:]]
@@ -265,7 +269,7 @@ def _start_once(
         dist_port = (  # inside the server's own port block, where the run has one
             port + 1
             if port_block is not None
-            else ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)], port_range=span)
+            else ports.choose(settings.host, lambda p: [port, *profile.dist_init_ports(p, requested)], span)
         )
         flags = profile.multinode_flags(nodes, addresses[0], dist_port)
         for flag, value in zip(flags[::2], flags[1::2], strict=True):
@@ -315,10 +319,8 @@ def _start_once(
         _wait_ready(server, began)
         server.started_s = time.monotonic() - began
         _check_config(server, requested)
-        if baseline:  # this host's GPUs, with NVML
-            pids = {pid for rank in ranks for pid in recorded(launcher.status(rank))}
-            if not gpu.pids_hidden(pids, baseline):  # NVML names the server's pids, or none: their wait suffices
-                server.gpu_baseline = {}
+        if baseline and not gpu.pids_hidden(server.recorded_pids(), baseline):
+            server.gpu_baseline = {}  # NVML names the server's pids (or lists none on its GPUs): their wait suffices
     except BaseException:
         try:
             server.stop()

@@ -110,15 +110,13 @@ class Leases:
         lease.waited_s = time.monotonic() - began
         return lease
 
-    def port_block(
-        self, lease: Lease, free: Callable[[int], bool] | None = None, port_range: tuple[int, int] = (20000, 60000)
-    ) -> int:
+    def port_block(self, lease: Lease, free: Callable[[int], bool] | None, port_range: tuple[int, int]) -> int:
         """A port block no other server on this machine holds (of this user), its HTTP port in `port_range` and
         the whole block clear of the kernel's ephemeral ports where the range allows, added to `lease`; returns
         that port."""
         blocks = list(range(port_range[0] // BLOCK + 1, (port_range[1] - 16) // BLOCK))
-        kernel = ports.ephemeral()
-        clear = [b for b in blocks if kernel is None or (b + 1) * BLOCK <= kernel[0] or b * BLOCK > kernel[1]]
+        parts = ports.outside_ephemeral(port_range, BLOCK - 16)  # from the HTTP port to the block's end
+        clear = [b for b in blocks if any(low <= b * BLOCK + 16 < high for low, high in parts)]
         blocks = clear if len(clear) >= MIN_BLOCKS else blocks
         random.shuffle(blocks)
         for block in blocks:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .poll import poll_until
 
-PORT_RANGE = (20000, 60000)
 SPAN = 256  # the ports a server may open from its HTTP port up (SGLang's DP-attention ports start at + 233)
 
 
@@ -25,13 +24,13 @@ def ephemeral() -> tuple[int, int] | None:
 
 
 def outside_ephemeral(port_range: tuple[int, int], span: int = SPAN) -> list[tuple[int, int]]:
-    """The parts of `port_range` (start inclusive, end exclusive) where a port and the `span` above it stay clear
-    of ephemeral(); the whole range when no part is left."""
+    """The parts of `port_range` (start inclusive, end exclusive) where a port and the ports above it, `span` in
+    all, stay clear of ephemeral(); the whole range when no part is left."""
     low, high = port_range
     kernel = ephemeral()
     if kernel is None:
         return [port_range]
-    parts = [(low, min(high, kernel[0] - span)), (max(low, kernel[1] + 1), high)]
+    parts = [(low, min(high, kernel[0] - span + 1)), (max(low, kernel[1] + 1), high)]
     return [(a, b) for a, b in parts if b > a] or [port_range]
 
 
@@ -50,8 +49,8 @@ def is_free(host: str, port: int) -> bool:
 def choose(
     host: str,
     extra: Callable[[int], Iterable[int]],
+    port_range: tuple[int, int],
     rng: random.Random | None = None,
-    port_range: tuple[int, int] = PORT_RANGE,
 ) -> int:
     """A random port in `port_range`, clear of the kernel's ephemeral ports where the range allows, that is free,
     with every port in `extra(port)` free too."""
