@@ -16,7 +16,7 @@ import pytest
 from .adapter.collect import MatrixFile, marks
 from .adapter.fixtures import ablate_progress, ablate_record, sglang_server
 from .adapter.options import pytest_addoption, resolve_settings
-from .adapter.state import CASE, FAILURE, PHASE, STATE, State, param
+from .adapter.state import CASE, FAILURE, PHASE, STATE, State, param, run_id
 
 __all__ = ["ablate_progress", "ablate_record", "pytest_addoption", "resolve_settings", "sglang_server"]
 
@@ -52,16 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if launcher.runs_here and (missing := missing_here(settings.gpus)):
         raise pytest.UsageError(missing)
-    worker = getattr(config, "workerinput", None)
-    import uuid
-
-    state.share(worker["testrunuid"] if worker else uuid.uuid4().hex, settings.exclusive)
+    state.share(run_id(config), settings.exclusive)
     config.stash[STATE] = state
     config.pluginmanager.register(AblationHooks(state), "ablate")
-    if not hasattr(config, "workerinput"):  # results are kept by the process that owns the session
+    if not hasattr(config, "workerinput"):  # results are kept and written by the process that owns the session
+        from .adapter.finish import SessionEnd
         from .adapter.recorder import ResultsRecorder
 
         config.pluginmanager.register(ResultsRecorder(state.store, prepared, config), "ablate-recorder")
+        config.pluginmanager.register(SessionEnd(state, config), "ablate-end")
     for feature in matrix.features:
         what = f": {feature.description}" if feature.description else ""
         config.addinivalue_line("markers", f"{feature.name}: ablation rows where feature {feature.name} is on{what}")
@@ -77,47 +76,9 @@ class AblationHooks:
         self.ablation = state.prepared.ablation
 
     def pytest_report_header(self) -> list[str]:
-        p, s, matrix = self.state.prepared, self.state.settings, self.ablation.matrix
-        version = f"{matrix.engine} {p.version} ({p.version_source})" if p.version else "version unknown"
-        size = f"{len(self.ablation.rows)} rows, {len(self.ablation.cases)} cases"
-        return [
-            f"ablate: {s.matrix_shown} ({matrix.name}): {size}; {version}",
-            f"ablate: {p.probe.note}",
-            f"ablate: {s.gpus.describe()}",
-            *self.gpu_header(),
-            *self.cpu_header(),
-        ]
+        from .adapter.header import header
 
-    def gpu_header(self) -> list[str]:
-        """GPU ids whose servers' teardown cannot check GPU memory: NVML does not know them."""
-        from .server import gpu
-
-        ids = self.state.settings.gpus.ids
-        if ids is None or not self.state.get_launcher().runs_here:
-            return []
-        lost = [i for i in gpu.unknown(ids) if not i.isdigit()]  # an unknown index stopped the run already
-        if not lost:
-            return []
-        return [
-            f"ablate: NVML does not know GPU {', '.join(lost)}: teardown cannot check their memory "
-            "(give NVML's indices or full UUIDs)"
-        ]
-
-    def cpu_header(self) -> list[str]:
-        """Where servers and the load generator run when the matrix pins servers (`server: {cpus: [...]}`)."""
-        import os
-
-        from .server.launch import client_cpus, server_cpus
-
-        asked = self.ablation.matrix.server.cpus
-        if not asked:
-            return []
-        pinned = server_cpus(self.ablation.matrix.server)
-        if not pinned:
-            have = sorted(os.sched_getaffinity(0))
-            return [f"ablate: server.cpus {list(asked)} asked, but this machine has CPUs {have}: servers run unpinned"]
-        client = ",".join(map(str, client_cpus(pinned))) or "(none left)"
-        return [f"ablate: servers pinned to CPUs {','.join(map(str, pinned))}; the load generator runs on {client}"]
+        return header(self.state)
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         matrix = self.state.settings.matrix
@@ -159,13 +120,7 @@ class AblationHooks:
             return None
         from .adapter.scheduling import RowScheduling
 
-        return RowScheduling(config, log)
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not hasattr(session.config, "workerinput"):  # the workers are done: their lock files can go
-            import shutil
-
-            shutil.rmtree(self.state.run_dir, ignore_errors=True)
+        return RowScheduling(config, log, self.state.run_dir)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -191,6 +146,11 @@ class AblationHooks:
             report = pytest.CollectReport(f"{ablation.matrix.file}::{row.id}", "failed", message, [])
             config.hook.pytest_collectreport(report=report)
         items[:] = [it for it in items if param(it, "sglang_server") not in bad]
+        worker = getattr(config, "workerinput", None)
+        if worker is not None and getattr(config.option, "loadgroup", False):  # for the controller's RowScheduling
+            from .adapter.scheduling import write_groups
+
+            write_groups(state.run_dir, str(worker["workerid"]), items)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self) -> bool | None:
@@ -224,33 +184,6 @@ class AblationHooks:
                 report.outcome = "failed"
                 report.longrepr = f"{misfit}\n\n{report.longrepr}"
         return report
-
-    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        state, matrix = self.state, self.ablation.matrix
-        if state.settings.plan:
-            from .report import plan
-
-            terminalreporter.section(f"ablation plan: {matrix.name}")
-            terminalreporter.line(
-                plan.show(state.prepared, state.selected, state.secrets, state.get_launcher(), state.settings.gpus)
-            )
-        elif not hasattr(config, "workerinput"):
-            from .report import markdown
-            from .results.store import Store
-            from .server import gpu
-
-            baseline = state.settings.baseline
-            before = Store(baseline.parent, set()).latest(matrix.name) if baseline else None
-            records = state.store.latest(matrix.name)
-            version = state.prepared.version
-            order = [case.id for case in self.ablation.cases]
-            written = markdown.write(
-                matrix, records, state.settings.out, version, gpu.describe(), state.secrets, before, order
-            )
-            if written is not None:
-                terminalreporter.section(f"ablation results: {matrix.name}")
-                terminalreporter.line(written[0].brief)
-                terminalreporter.line(f"full report: {written[1]}   results: {state.store.path}")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_machine_info(self, machine_info: dict[str, Any]) -> None:

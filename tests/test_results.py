@@ -218,3 +218,43 @@ def test_under_xdist_rows_stay_on_one_worker_and_results_reach_the_controller(
     names = {b["fullname"] for b in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
     assert "m.yaml::test_batch[radix_cache+nextn-batch-c2]" in names and len(names) == 6  # no "@group" suffix
     assert len(records(pytester)) == 6
+    leases = pytester.path / "ablate-results" / ".leases"  # the run's lock files went with it (controller and workers)
+    assert not leases.exists() or not list(leases.iterdir())
+
+
+WRITERS = {
+    "plots": "pytest_sglang_ablate.report.plots:render",
+    "report.md": "pytest_sglang_ablate.report.markdown:write",
+    "the empty --benchmark-json": "pytest_sglang_ablate.adapter.finish:write_empty_benchmark_json",
+    "the terminal summary": "pytest_sglang_ablate.adapter.finish:summary_lines",
+}
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_writer_that_raises_at_the_end_loses_nothing_the_others_write(pytester: pytest.Pytester, writer: str) -> None:
+    """pytest-benchmark 5.3 made the empty-JSON writer raise, and report.md was never written."""
+    module, name = WRITERS[writer].split(":")
+    pytester.makeconftest(
+        f"""
+        import {module} as module
+
+        def made_to_fail(*args, **kwargs):
+            raise RuntimeError("made to fail")
+
+        module.{name} = made_to_fail
+        """
+    )
+    write_matrix(pytester, "tok_rate=500")
+    result = ablate(pytester, "--benchmark-json=bench.json")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # the run says something failed
+    result.assert_outcomes(passed=6)  # and what: the cases passed, the writer did not
+    result.stdout.fnmatch_lines([f"*ablate: could not write {writer}: RuntimeError: made to fail*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert [r["outcome"] for r in records(pytester)] == ["passed"] * 6  # results.jsonl, every line valid
+    assert len(json.loads((pytester.path / "bench.json").read_text())["benchmarks"]) == 6
+    report = pytester.path / "ablate-results" / "report.md"
+    assert report.exists() == (writer != "report.md")
+    if writer == "plots":
+        assert "## Single query" in report.read_text() and "## Plots" not in report.read_text()
+    shown = "full report: " in result.stdout.str()
+    assert shown == (writer not in ("report.md", "the terminal summary"))

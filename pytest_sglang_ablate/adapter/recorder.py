@@ -39,30 +39,6 @@ class ResultsRecorder:
     def __init__(self, store: Store, prepared: Prepared, config: pytest.Config) -> None:
         self.store, self.prepared, self.config = store, prepared, config
         self.cases = {c.id: c for c in prepared.ablation.cases}
-        self.empty_json: str | None = None  # the --benchmark-json file written with no benchmarks, if any
-
-    def pytest_sessionfinish(self) -> None:
-        """With no passed case pytest-benchmark leaves --benchmark-json as an empty file, which a nightly job
-        cannot parse: write its usual shape with an empty `benchmarks` list (runs after its own saving)."""
-        session = self.config.pluginmanager.get_plugin("pytest-benchmark")
-        if session is None or session.benchmarks or not session.json or session.json.closed:
-            return
-        config = self.config
-        commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-        config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-        output = config.hook.pytest_benchmark_generate_json(
-            config=config,
-            benchmarks=[],
-            include_data=True,
-            machine_info=session.get_machine_info(),
-            commit_info=commit_info,
-        )
-        session.save_json(output)
-        self.empty_json = session.json.name
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.empty_json:
-            terminalreporter.line(f"no case passed: {self.empty_json} has an empty benchmarks list")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from ..results.benchmark import entry, stable_nodeid

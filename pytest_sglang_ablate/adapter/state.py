@@ -72,3 +72,17 @@ def param(item: pytest.Item, name: str) -> Any:
     """The value of a parametrized argument of `item` (the row for "sglang_server", the case for "ablate_case")."""
     callspec = getattr(item, "callspec", None)
     return callspec.params.get(name) if callspec is not None else None
+
+
+def run_id(config: pytest.Config) -> str:
+    """One id for the run's processes, naming the directory they share (locks, activity, xdist groups): xdist's
+    testrunuid, which the controller sets here where the user gave none, so its workers get the same."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        return str(worker["testrunuid"])
+    import uuid
+
+    given = getattr(config.option, "testrunuid", None)
+    if hasattr(config.option, "testrunuid") and not given:  # xdist is loaded: its workers will take this one
+        config.option.testrunuid = given = uuid.uuid4().hex
+    return str(given or uuid.uuid4().hex)

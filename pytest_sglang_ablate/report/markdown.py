@@ -1,5 +1,5 @@
 """report.md from the results: the seed page's two tables, footnotes for what did not run, what each feature
-bought, and the comparison with a baseline run; `write` puts it (and the plots) in the results directory.
+bought, and the comparison with a baseline run; `write` puts it in the results directory, linking the plots.
 Reads records only; launches nothing."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from tabulate import tabulate
 from .. import redact
 from ..matrix.model import Matrix
 from ..results.record import CaseResult
-from . import plots
 
 
 class Notes:
@@ -275,9 +274,11 @@ def write(
     secrets: set[str],
     baseline: list[CaseResult] | None = None,
     order: Sequence[str] = (),
+    pngs: Sequence[Path] = (),
 ) -> tuple[Report, Path] | None:
-    """report.md (and the plots) in `out_dir` from every record of this matrix, cases in `order` (see render);
-    None when there are none."""
+    """report.md in `out_dir` from every record of this matrix, cases in `order` (see render), linking the plots
+    `pngs` (written before, by plots.render: a plot that failed costs the report only its link); None when there
+    are no records."""
     if not records:
         return None
     served = sorted({str(v) for r in records if (v := (r.figures or {}).get("engine_version"))})
@@ -291,7 +292,6 @@ def write(
     }
     report = render(matrix.name, list(matrix.feature_names), records, environment, baseline, order)
     text = redact.text(report.text, secrets)
-    pngs = plots.render(records, out_dir, matrix.name)
     if pngs:
         text += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
     path = out_dir / "report.md"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,8 +42,12 @@ def _series(records: list[CaseResult]) -> dict[str, list[tuple[int, float, float
 def render(records: list[CaseResult], out_dir: Path, title: str) -> list[Path]:
     """Write the plots; returns their paths (none when matplotlib is missing or nothing was measured)."""
     series = _series(records)
-    if not series or not available():
-        return []
+    with warnings.catch_warnings():  # older matplotlib calls pyparsing names it deprecates: nothing a user can act on
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _draw(series, out_dir, title) if series and available() else []
+
+
+def _draw(series: dict[str, list[tuple[int, float, float]]], out_dir: Path, title: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
