@@ -16,7 +16,7 @@ import pytest
 from .adapter.collect import MatrixFile, marks
 from .adapter.fixtures import ablate_progress, ablate_record, sglang_server
 from .adapter.options import pytest_addoption, resolve_settings
-from .adapter.state import CASE, FAILURE, PHASE, STATE, State, param, run_id
+from .adapter.state import CASE, FAILURE, LAUNCH, PHASE, STATE, State, launch_of, param, run_id
 
 __all__ = ["ablate_progress", "ablate_record", "pytest_addoption", "resolve_settings", "sglang_server"]
 
@@ -34,7 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         prepared = prepare(
-            settings.matrix, settings.matrix_shown, settings.engine_version, settings.engine_version_source
+            settings.matrix,
+            settings.matrix_shown,
+            settings.engine_version,
+            settings.engine_version_source,
+            settings.launches,
         )
     except MatrixError as e:
         raise pytest.UsageError(str(e)) from None
@@ -95,16 +99,22 @@ class AblationHooks:
         # without its group mark was launched once per case on the H200
         xdist = any(getattr(p, "__name__", "") == "xdist.plugin" for p in metafunc.config.pluginmanager.get_plugins())
         kind = getattr(metafunc.function, "workload_kind", None)
+        # each launch of a row is a server of its own (a row with another launch number): its cases run again on it
         if kind is not None and isinstance(metafunc.definition.parent, MatrixFile):
-            cases = [c for c in self.ablation.cases if c.workload.kind == kind]
+            mine = [c for c in self.ablation.cases if c.workload.kind == kind]
+            cases = [(c, c.row.launched(k)) for c in mine for k in range(1, c.row.launches + 1)]
             params = [
-                pytest.param(c.row, c, id=c.id, marks=marks(c.row, c.xfail, c.expected_errors, xdist)) for c in cases
+                pytest.param(r, c, id=c.id + r.launch_suffix, marks=marks(r, c.xfail, c.expected_errors, xdist))
+                for c, r in cases
             ]
             metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
-        else:  # a user's own test that uses the server: once per row, with the whole-row known issues
-            rows = self.ablation.rows
-            launch = (ServerLaunchError,)
-            params = [pytest.param(r, id=r.id, marks=marks(r, self.ablation.row_xfail(r), launch, xdist)) for r in rows]
+        else:  # a user's own test that uses the server: once per row and launch, with the whole-row known issues
+            rows = [r.launched(k) for r in self.ablation.rows for k in range(1, r.launches + 1)]
+            fail = (ServerLaunchError,)
+            params = [
+                pytest.param(r, id=r.id + r.launch_suffix, marks=marks(r, self.ablation.row_xfail(r), fail, xdist))
+                for r in rows
+            ]
             metafunc.parametrize("sglang_server", params, indirect=True, scope="session")
 
     @pytest.hookimpl(tryfirst=True)
@@ -124,28 +134,38 @@ class AblationHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        """After -k/-m: group the cases by row (one server per row), and refuse rows the engine's parser rejects."""
+        """After -k/-m: group the cases by row and launch (one server each), launches interleaved across rows
+        (A1 B1 A2 B2: a slow drift of the machine lands on every row alike), and refuse rows the engine's parser
+        rejects."""
         from .engines.probe import rejection
 
         state, ablation, probe = self.state, self.ablation, self.state.prepared.probe
         rank = {c: i for i, c in enumerate(ablation.cases)}
-        order = {row: i for i, row in enumerate(ablation.rows)}
-        # one row after the other; inside a row, the matrix's cases in file order, then users' own tests
+        order = {row.id: i for i, row in enumerate(ablation.rows)}
         last = len(rank)
-        items.sort(key=lambda it: (order.get(param(it, "sglang_server"), -1), rank.get(param(it, "ablate_case"), last)))
-        if state.settings.resume:
+
+        def place(it: pytest.Item) -> tuple[int, int, int]:  # inside a row: its cases in file order, then users'
+            row = param(it, "sglang_server")
+            return (
+                row.launch if row else 0,
+                order.get(row.id, -1) if row else -1,
+                rank.get(param(it, "ablate_case"), last),
+            )
+
+        items.sort(key=place)
+        if state.settings.resume:  # per launch: a run killed in launch 2 measures only what launch 2 and later lack
             done = state.store.done(ablation.matrix.name, state.prepared.version)
-            skipped = [it for it in items if getattr(param(it, "ablate_case"), "id", None) in done]
+            skipped = [it for it in items if (getattr(param(it, "ablate_case"), "id", None), launch_of(it)) in done]
             if skipped:
                 config.hook.pytest_deselected(items=skipped)
                 items[:] = [it for it in items if it not in skipped]
-        state.selected = [c for c in (param(it, "ablate_case") for it in items) if c is not None]
-        bad = {r for r in (param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
-        for row in sorted(bad, key=order.__getitem__):
+        state.selected = list(dict.fromkeys(c for c in (param(it, "ablate_case") for it in items) if c is not None))
+        bad = {r.id for r in (param(it, "sglang_server") for it in items) if r is not None and r.id in probe.rejected}
+        for row in (r for r in ablation.rows if r.id in bad):
             message = rejection(ablation.matrix.engine, probe, row, ablation.matrix.file)
             report = pytest.CollectReport(f"{ablation.matrix.file}::{row.id}", "failed", message, [])
             config.hook.pytest_collectreport(report=report)
-        items[:] = [it for it in items if param(it, "sglang_server") not in bad]
+        items[:] = [it for it in items if getattr(param(it, "sglang_server"), "id", None) not in bad]
         worker = getattr(config, "workerinput", None)
         if worker is not None and getattr(config.option, "loadgroup", False):  # for the controller's RowScheduling
             from .adapter.scheduling import write_groups
@@ -167,7 +187,7 @@ class AblationHooks:
         report = yield
         case = param(item, "ablate_case")
         if case is not None:
-            report.user_properties.append((CASE, case.id))
+            report.user_properties += [(CASE, case.id), (LAUNCH, launch_of(item))]
         error = call.excinfo.value if call.excinfo is not None else None
         if isinstance(error, RowTooBig):
             report.user_properties.append((FAILURE, FailureClass.TOO_BIG.value))

@@ -416,3 +416,25 @@ def test_the_native_api_needs_an_engine_that_has_one(tmp_path: Path) -> None:
         f"m.yaml:{line_with(text, 'api: native')}: workloads.batch.api: ",
         "expected openai: engine vllm has no native API here (sglang has)",
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("model: org/model\n", "model: org/model\nlaunches: 0\n", "launches"),
+        ("  - [cuda_graph]\n", "  - {features: [cuda_graph], launches: two}\n", "rows[0].launches"),
+    ],
+    ids=["top", "row"],
+)
+def test_launches_that_are_not_a_positive_count_name_the_key(tmp_path: Path, old: str, new: str, path: str) -> None:
+    text = edit(old, new)
+    line = line_with(text, "launches")
+    assert_message(load_error(tmp_path, text), f"m.yaml:{line}: {path}: ", "expected an integer >= 1")
+
+
+def test_launches_come_from_the_row_else_the_matrix_and_the_option_overrides_both(tmp_path: Path) -> None:
+    text = edit("model: org/model\n", "model: org/model\nlaunches: 3\n")
+    text = edit("  - [cuda_graph]\n", "  - {features: [cuda_graph], launches: 2}\n", text)
+    matrix = load_matrix(write(tmp_path, text), "m.yaml")
+    assert [r.launches for r in expand(matrix, None).rows] == [2, 3]
+    assert [r.launches for r in expand(matrix, None, launches=5).rows] == [5, 5]

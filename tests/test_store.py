@@ -146,22 +146,22 @@ def test_done_lists_passed_and_xfailed_cases(tmp_path: Path) -> None:
     for case, outcome in [("p", "passed"), ("x", "xfailed"), ("f", "failed"), ("e", "error"), ("s", "skipped")]:
         store.append(record(case=case, outcome=outcome))
     store.append(record(case="xp", outcome="xpassed"))
-    assert store.done("tiny", "0.5.3") == {"p", "x"}
+    assert store.done("tiny", "0.5.3") == {("p", 1), ("x", 1)}
 
 
 def test_done_ignores_cases_of_another_matrix(tmp_path: Path) -> None:
     store = Store(tmp_path, set())
     store.append(record(case="ours", matrix="tiny"))
     store.append(record(case="theirs", matrix="deepseek"))
-    assert store.done("tiny", "0.5.3") == {"ours"}
-    assert store.done("deepseek", "0.5.3") == {"theirs"}
+    assert store.done("tiny", "0.5.3") == {("ours", 1)}
+    assert store.done("deepseek", "0.5.3") == {("theirs", 1)}
 
 
 def test_done_ignores_cases_measured_with_another_engine_version(tmp_path: Path) -> None:
     store = Store(tmp_path, set())
     store.append(record(case="old", engine_version_expected="0.4.3.post2"))
     store.append(record(case="new", engine_version_expected="0.5.3"))
-    assert store.done("tiny", "0.5.3") == {"new"}
+    assert store.done("tiny", "0.5.3") == {("new", 1)}
     assert store.done("tiny", None) == set()
 
 
@@ -169,14 +169,14 @@ def test_done_with_an_unknown_engine_version_matches_only_records_without_one(tm
     store = Store(tmp_path, set())
     store.append(record(case="unknown", engine_version_expected=None))
     store.append(record(case="known", engine_version_expected="0.5.3"))
-    assert store.done("tiny", None) == {"unknown"}
+    assert store.done("tiny", None) == {("unknown", 1)}
 
 
 def test_a_case_that_failed_then_passed_is_done(tmp_path: Path) -> None:
     store = Store(tmp_path, set())
     store.append(record(case="flaky", outcome="failed"))
     store.append(record(case="flaky", outcome="passed"))
-    assert store.done("tiny", "0.5.3") == {"flaky"}
+    assert store.done("tiny", "0.5.3") == {("flaky", 1)}
 
 
 def test_done_of_an_empty_store_is_empty(tmp_path: Path) -> None:
@@ -206,3 +206,27 @@ def test_mask_log_without_secrets_leaves_the_log_as_it_is(tmp_path: Path) -> Non
 
 def test_the_logs_live_beside_the_results(tmp_path: Path) -> None:
     assert Store(tmp_path, set()).logs == tmp_path / "logs"
+
+
+def test_latest_combines_the_launches_of_a_case_into_their_median_with_the_spread_between_them(tmp_path: Path) -> None:
+    store = Store(tmp_path, set())
+    for launch, tps, repeats in [(1, 100.0, [98.0, 100.0, 102.0]), (2, 120.0, [119.0, 121.0]), (3, 90.0, [90.0])]:
+        figures = {"tps_at_1": tps, "tps_at_1_spread": {"values": repeats}, "engine_version": "0.5.3"}
+        store.append(record(case="a", figures=figures, launch=launch, launches=3))
+    (a,) = store.latest("tiny")
+    assert (a.case, a.outcome, a.launch, a.launches) == ("a", "passed", None, 3)
+    assert a.figures is not None and a.figures["tps_at_1"] == 100.0  # the median over launches
+    assert [x["tps_at_1"] for x in a.figures["launches"]] == [100.0, 120.0, 90.0]
+    between = a.figures["launch_spread"]["tps_at_1"]
+    assert (between["min"], between["max"], between["n"]) == (90.0, 120.0, 3)
+    assert between["between_sd"] > 0.1 > between["within_sd"] > 0.01  # launches differ more than repeats
+
+
+def test_one_failed_launch_fails_the_combined_case_and_resume_redoes_only_that_launch(tmp_path: Path) -> None:
+    store = Store(tmp_path, set())
+    store.append(record(case="a", figures={"tps_at_1": 100.0}, launch=1, launches=2))
+    store.append(record(case="a", outcome="error", failure_class="oom", launch=2, launches=2))
+    (a,) = store.latest("tiny")
+    assert (a.outcome, a.failure_class) == ("error", "oom")
+    assert a.figures is not None and a.figures["tps_at_1"] == 100.0  # the launch that passed still counts
+    assert store.done("tiny", "0.5.3") == {("a", 1)}

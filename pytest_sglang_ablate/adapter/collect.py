@@ -33,8 +33,8 @@ class MatrixFile(pytest.Module):
 
 def marks(row: Row, xfail: str | None, expected: tuple[type[BaseException], ...], xdist: bool) -> list[Any]:
     marks = [getattr(pytest.mark, f) for f in row.features]
-    if xdist:  # with --dist loadgroup a row's cases stay on one worker: one launch per row
-        marks.append(pytest.mark.xdist_group(row.id))
+    if xdist:  # with --dist loadgroup the cases of a row's launch stay on one worker: one server each
+        marks.append(pytest.mark.xdist_group(row.id + row.launch_suffix))
     if xfail:  # a known issue expects the server to fail; a wrong answer or an assertion still fails the case
         marks.append(pytest.mark.xfail(reason=xfail, raises=expected, strict=True))
     return marks

@@ -72,7 +72,7 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
                 lambda free, span: state.leases.port_block(lease, free, span),
             )
         finally:
-            for log in store.logs.glob(f"{row.id}*.log"):
+            for log in store.logs.glob(f"{row.id}{row.launch_suffix}*.log"):
                 store.mask_log(log)
         state.activity.began(row.id, lease.gpus, server.port)
         try:

@@ -25,6 +25,7 @@ class Settings:
     hosts: tuple[str, ...] | None = None  # None: the matrix's `hosts:`
     gpus: Inventory = NOT_RESOLVED  # the GPUs servers may be given
     exclusive: bool = False  # one row at a time, even under pytest-xdist
+    launches: int | None = None  # fresh servers per row; None: the matrix's and rows' `launches:`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,11 +44,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--ablate-exclusive", action="store_true", help="One row at a time, even with -n (honest numbers for gates)"
     )
     group.addoption("--ablate-gpus", metavar="IDS", help="GPU ids servers may use (0,1,2,3) or none (default: found)")
+    group.addoption(
+        "--ablate-launches", metavar="N", help="Fresh servers per row, interleaved across rows (overrides the matrix)"
+    )
     parser.addini("ablate_matrix", "Matrix YAML file to run when --ablate-matrix is not given")
     parser.addini("ablate_out", "Results directory (see --ablate-out)", default="ablate-results")
     parser.addini("ablate_sglang_version", "SGLang version for known-issue rules (see --ablate-sglang-version)")
     parser.addini("ablate_launcher", "Launcher for every matrix (see --ablate-launcher)")
     parser.addini("ablate_gpus", "GPU ids servers may use (see --ablate-gpus)")
+    parser.addini("ablate_launches", "Fresh servers per row (see --ablate-launches)")
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -104,4 +109,16 @@ def resolve_settings(config: pytest.Config) -> Settings:
         hosts,
         gpus,
         bool(config.getoption("ablate_exclusive")),
+        _launches(config),
     )
+
+
+def _launches(config: pytest.Config) -> int | None:
+    value, where = config.getoption("ablate_launches"), "--ablate-launches"
+    if not value and config.getini("ablate_launches"):
+        value, where = str(config.getini("ablate_launches")), f"ini ablate_launches in {config.inipath}"
+    if not value:
+        return None
+    if not str(value).isdigit() or int(value) < 1:
+        raise pytest.UsageError(f"{where}: expected a whole number of launches, 1 or more, got {value!r}")
+    return int(value)

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .state import CASE, FAILURE, MEASURED, PHASE
+from .state import CASE, FAILURE, LAUNCH, MEASURED, PHASE
 
 if TYPE_CHECKING:
     from ..matrix.prepare import Prepared
+    from ..results.record import CaseResult
     from ..results.store import Store
 
 
@@ -39,12 +40,16 @@ class ResultsRecorder:
     def __init__(self, store: Store, prepared: Prepared, config: pytest.Config) -> None:
         self.store, self.prepared, self.config = store, prepared, config
         self.cases = {c.id: c for c in prepared.ablation.cases}
+        # rows of several launches: each case's records and samples so far, and its one benchmark entry
+        self.launches: dict[str, dict[int, tuple[CaseResult, list[float]]]] = {}
+        self.entries: dict[str, Any] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from ..results.benchmark import entry, stable_nodeid
         from ..results.record import CaseResult
 
-        props: dict[str, Any] = {k: v for k, v in report.user_properties if k in (CASE, FAILURE, PHASE, MEASURED)}
+        keys = (CASE, FAILURE, PHASE, MEASURED, LAUNCH)
+        props: dict[str, Any] = {k: v for k, v in report.user_properties if k in keys}
         case = self.cases.get(props.get(CASE, ""))
         # the case's last word: its call, a setup that did not pass (launch failure, xfail), a failed teardown
         final = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed
@@ -53,22 +58,44 @@ class ResultsRecorder:
         result = outcome(report)
         measured = props.get(MEASURED)
         failure_class = props.get(FAILURE) if result in ("failed", "error", "xfailed", "skipped") else None
-        self.store.append(
-            CaseResult.of(
-                case,
-                self.prepared.ablation.matrix,
-                self.prepared.version,
-                result,
-                failure_class,
-                failure_text(report),
-                measured["extra_info"] if measured else None,
-                stable_nodeid(report.nodeid),
-                report.duration,
-                failure_phase=props.get(PHASE) if failure_class else None,
-            )
+        record = CaseResult.of(
+            case,
+            self.prepared.ablation.matrix,
+            self.prepared.version,
+            result,
+            failure_class,
+            failure_text(report),
+            measured["extra_info"] if measured else None,
+            stable_nodeid(report.nodeid),
+            report.duration,
+            failure_phase=props.get(PHASE) if failure_class else None,
+            launch=int(props.get(LAUNCH, 1)),
         )
+        self.store.append(record)
         session = self.config.pluginmanager.get_plugin("pytest-benchmark")
-        if session is not None and report.passed and measured and measured["samples"]:
+        if session is None or not report.passed or not measured or not measured["samples"]:
+            return
+        if case.row.launches == 1:
             session.benchmarks.append(
                 entry(report.nodeid, measured["group"], measured["samples"], measured["extra_info"])
             )
+            return
+        self.launch_entry(session, case.id, record, measured, report.nodeid)
+
+    def launch_entry(self, session: Any, case: str, record: CaseResult, measured: dict[str, Any], nodeid: str) -> None:
+        """A case of several launches keeps one benchmark entry, under its name without the launch: one sample per
+        launch (the median of its repetitions; the launch is the unit), the figures combined over launches."""
+        import statistics
+
+        from ..results.benchmark import entry
+        from ..results.launches import combine
+
+        so_far = self.launches.setdefault(case, {})
+        so_far[int(record.launch or 1)] = (record, measured["samples"])
+        done = [so_far[k] for k in sorted(so_far)]
+        combined = combine([r for r, _ in done])
+        samples = [statistics.median(s) for _, s in done]
+        new = entry(re.sub(r"-launch\d+\]$", "]", nodeid), measured["group"], samples, combined.figures or {})
+        old = self.entries.get(case)
+        session.benchmarks[:] = [b for b in session.benchmarks if b is not old] + [new]
+        self.entries[case] = new

@@ -66,12 +66,18 @@ class State:
 STATE = pytest.StashKey[State]()
 # what a case's reports carry to the process that records them (the xdist controller collects nothing itself)
 CASE, FAILURE, PHASE, MEASURED = "ablate_case", "ablate_failure_class", "ablate_failure_phase", "ablate_measured"
+LAUNCH = "ablate_launch"
 
 
 def param(item: pytest.Item, name: str) -> Any:
     """The value of a parametrized argument of `item` (the row for "sglang_server", the case for "ablate_case")."""
     callspec = getattr(item, "callspec", None)
     return callspec.params.get(name) if callspec is not None else None
+
+
+def launch_of(item: pytest.Item) -> int:
+    """Which launch of its row an item runs on (1 for a row of one launch)."""
+    return int(getattr(param(item, "sglang_server"), "launch", 1))
 
 
 def run_id(config: pytest.Config) -> str:

@@ -83,6 +83,7 @@ class RowSpec:
     note: str = ""
     nodes: int | None = None  # None: the matrix's (or the row's nnodes arg)
     gpus: int | None = None  # GPUs per node; None: the matrix's, else what the engine profile counts
+    launches: int | None = None  # fresh servers that measure the row; None: the matrix's, else 1
     where: str = ""  # "rows[3]" or "generate[0]", for messages
     line: int | None = None
 
@@ -152,6 +153,7 @@ class Matrix:
     prepare: tuple[PrepareStep, ...] = ()
     nodes: int | None = None  # machines each row's server spans, unless a row says otherwise
     gpus: int | None = None  # GPUs per node each row's server needs, unless a row says otherwise
+    launches: int | None = None  # fresh servers per row, unless a row says otherwise; --ablate-launches wins
     launcher: str = "local"  # local, slurm or ssh (server/launchers/); --ablate-launcher overrides it
     hosts: tuple[str, ...] = ()  # the ssh launcher's hosts, rank 0 first
     ssh_options: tuple[str, ...] = ()  # passed to every ssh call, e.g. [-F, ./ssh_config]

@@ -216,6 +216,7 @@ TOP_KEYS = {
     "prepare": False,
     "nodes": False,
     "gpus": False,
+    "launches": False,
     "launcher": False,
     "hosts": False,
     "ssh_options": False,
@@ -237,10 +238,12 @@ ROW_KEYS = {
     "note": False,
     "nodes": False,
     "gpus": False,
+    "launches": False,
 }
 GENERATE_KEYS = {
     "nodes": False,
     "gpus": False,
+    "launches": False,
     "mode": True,
     "features": False,
     "exclude_known_issues": False,
@@ -352,6 +355,7 @@ def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
         prepare=_prepare(r, top),
         nodes=_count(r, top, "nodes", ""),
         gpus=_count(r, top, "gpus", ""),
+        launches=_count(r, top, "launches", ""),
         launcher=_launcher(r, top),
         hosts=tuple(_names(r, top, "hosts")),
         ssh_options=tuple(_names(r, top, "ssh_options")),
@@ -678,6 +682,7 @@ def _row_body(
         "note": "" if body.get("note") is None else r.string(body["note"], body, "note", f"{path}.note"),
         "nodes": _count(r, body, "nodes", path),
         "gpus": _count(r, body, "gpus", path),
+        "launches": _count(r, body, "launches", path),
     }
 
 

@@ -18,18 +18,18 @@ class Prepared:
     version_source: str  # "--ablate-sglang-version", "installed for /venv/bin/python", or "" when unknown
 
 
-def prepare(path: Path, shown: str, version: str | None, version_source: str) -> Prepared:
+def prepare(path: Path, shown: str, version: str | None, version_source: str, launches: int | None = None) -> Prepared:
     """Load, expand, and check every row's flags with the engine's parser; raises MatrixError on bad input.
 
     Without a given version, the installed one (found by the same probe) decides which known issues apply,
     which can change the rows (`exclude_known_issues`): rows the first probe did not see are probed too.
     """
     matrix = load_matrix(path, shown)
-    ablation = expand(matrix, version)
+    ablation = expand(matrix, version, launches)
     result = probe(ablation)
     if version is None and result.version:
         version, version_source = result.version, f"installed for {result.python}"
-        ablation = expand(matrix, version)
+        ablation = expand(matrix, version, launches)
         unseen = {r.id for r in ablation.rows} - result.checked
         if result.validated and unseen:
             more = probe(ablation, only=unseen)

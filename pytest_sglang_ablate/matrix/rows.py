@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
@@ -29,6 +29,16 @@ class Row:
     note: str = ""
     nodes: int = 1  # machines the server spans: one rank per node
     gpus: int = 1  # GPUs the server needs on each node
+    launches: int = 1  # fresh servers that measure the row, one after the other
+    launch: int = 1  # which of them this is (a row with another launch number is another server)
+
+    def launched(self, launch: int) -> Row:
+        return replace(self, launch=launch)
+
+    @property
+    def launch_suffix(self) -> str:
+        """What a case's test id adds for this launch: nothing for a row of one launch, else "-launch2"."""
+        return f"-launch{self.launch}" if self.launches > 1 else ""
 
     def gpus_text(self) -> str:
         """The GPU need in words, as the plan and skip reasons show it: "16 (2 nodes x 8)"."""
@@ -143,13 +153,14 @@ def _generated_specs(matrix: Matrix, issues: tuple[KnownIssue, ...]) -> list[Row
             on = frozenset(f for f, v in zip(gen.features, combo, strict=False) if v)
             t = gen.template
             out.append(
-                RowSpec(on, args=t.args, env=t.env, workloads=t.workloads, note=t.note, where=t.where, line=t.line)
+                replace(t, features=on)  # the template's row-only settings (nodes, gpus, launches) too
             )
     return out
 
 
-def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
-    """Rows in file order (hand-written first, then generated) and their cases; checks ids are unique."""
+def expand(matrix: Matrix, engine_version: str | None, launches: int | None = None) -> Ablation:
+    """Rows in file order (hand-written first, then generated) and their cases; checks ids are unique. `launches`
+    (--ablate-launches) overrides the matrix's and every row's."""
     profile = engines.get(matrix.engine)
     issues = tuple(i for i in matrix.known_issues if rule_applies(i, engine_version))
     specs = list(matrix.rows)
@@ -185,7 +196,8 @@ def expand(matrix: Matrix, engine_version: str | None) -> Ablation:
         workloads = tuple(chosen[w.name] for w in matrix.workloads if w.name in chosen)
         nodes = _nodes(matrix, spec, row_id, args, profile)
         gpus = spec.gpus or matrix.gpus or max(1, -(-profile.gpu_count(args) // nodes))  # per node, rounded up
-        row = Row(row_id, on, args, argv, env, workloads, spec.note, nodes, gpus)
+        count = launches or spec.launches or matrix.launches or 1
+        row = Row(row_id, on, args, argv, env, workloads, spec.note, nodes, gpus, count)
         rows.append(row)
         for w in workloads:
             levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)

@@ -25,8 +25,9 @@ class Measured:
     problems: list[str] = field(default_factory=list)  # why the figures are not to be trusted; the case fails
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def spread(values: list[float]) -> dict[str, Any]:
+    """The repetitions of one launch: their median, range and each value (for the spread within a launch)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": list(values)}
 
 
 def single_measured(

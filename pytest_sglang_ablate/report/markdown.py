@@ -60,6 +60,17 @@ def _num(value: Any, digits: int = 2) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _figure(r: CaseResult, key: str, digits: int = 2) -> str:
+    """A figure as the tables show it: the median over launches with their range, `101.2 [95.0-110.3] (3)`, where
+    the row had several launches; else the one launch's figure."""
+    figures = r.figures or {}
+    value = _num(figures.get(key), digits)
+    between = (figures.get("launch_spread") or {}).get(key)
+    if not value or not between or between["n"] < 2:
+        return value
+    return f"{value} [{_num(between['min'], digits)}-{_num(between['max'], digits)}] ({between['n']})"
+
+
 def _with_api(records: list[CaseResult], rows: list[list[Any]], headers: list[str]) -> None:
     """API and client columns after the figure, only where some figure came through another API than the OpenAI
     one, or was measured by another client than ours (`client: openai`, the seed page's method)."""
@@ -75,11 +86,8 @@ def single_table(records: list[CaseResult], features: list[str], notes: Notes) -
     rows = []
     single = [r for r in records if r.kind == "single"]
     for r in single:
-        figures = r.figures or {}
         on = set(r.features)
-        rows.append(
-            [_runnable(r, notes), _num(figures.get("tps_at_1"), 1), *["✓" if f in on else "" for f in features]]
-        )
+        rows.append([_runnable(r, notes), _figure(r, "tps_at_1", 1), *["✓" if f in on else "" for f in features]])
     headers = ["Runnable", "TPS@1", *features]
     _with_api(single, rows, headers)
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no single-query cases)"
@@ -97,8 +105,8 @@ def batch_table(records: list[CaseResult], notes: Notes) -> str:
                 _runnable(r, notes),
                 ", ".join(r.features) or "(none)",
                 r.concurrency,
-                _num(figures.get("throughput_tok_s")),
-                _num(figures.get("per_request_decode_tok_s")),
+                _figure(r, "throughput_tok_s"),
+                _figure(r, "per_request_decode_tok_s"),
                 r.requests,
                 config.get("max_running_requests", ""),
             ]

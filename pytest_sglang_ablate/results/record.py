@@ -36,6 +36,9 @@ class CaseResult:
     nodeid: str = ""
     duration_s: float = 0.0
     time: float = field(default_factory=time.time)
+    launches: int = 1  # fresh servers the row asked for
+    # which of them measured this record; None in a record that combines every launch (results/launches.py)
+    launch: int | None = 1
 
     @staticmethod
     def of(
@@ -49,6 +52,7 @@ class CaseResult:
         nodeid: str,
         duration_s: float,
         failure_phase: str | None = None,
+        launch: int = 1,
     ) -> CaseResult:
         lines = [line.strip() for line in failure_text.strip().splitlines() if line.strip()]
         # the error's first line, and for server failures the log line that decided the class
@@ -74,6 +78,8 @@ class CaseResult:
             engine_version_expected=engine_version,
             nodeid=nodeid,
             duration_s=duration_s,
+            launches=case.row.launches,
+            launch=launch,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -56,16 +56,26 @@ class Store:
         return out
 
     def latest(self, matrix: str) -> list[CaseResult]:
-        """The last record of each case of this matrix (a resumed or repeated run overrides earlier ones)."""
-        by_case = {r.case: r for r in self.load() if r.matrix == matrix}
-        return list(by_case.values())
+        """Each case of this matrix as its last records say (a resumed or repeated run overrides earlier ones): the
+        last record of each launch, combined into one where the row has several launches (results/launches.py)."""
+        from .launches import combine
 
-    def done(self, matrix: str, version: str | None) -> set[str]:
-        """Case ids already measured for this matrix and engine version."""
+        by_launch = {(r.case, r.launch): r for r in self.load() if r.matrix == matrix and r.launch is not None}
+        by_case: dict[str, list[CaseResult]] = {}
+        for (case, _), record in sorted(by_launch.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            by_case.setdefault(case, []).append(record)
+        order = list(dict.fromkeys(r.case for r in by_launch.values()))  # cases in the order they first finished
+        return [combine(by_case[case]) for case in order]
+
+    def done(self, matrix: str, version: str | None) -> set[tuple[str, int]]:
+        """(case id, launch) pairs already measured for this matrix and engine version."""
         return {
-            r.case
+            (r.case, r.launch)
             for r in self.load()
-            if r.matrix == matrix and r.engine_version_expected == version and r.outcome in DONE_OUTCOMES
+            if r.matrix == matrix
+            and r.engine_version_expected == version
+            and r.outcome in DONE_OUTCOMES
+            and r.launch is not None
         }
 
     def mask_log(self, log: Path) -> None:

@@ -246,7 +246,8 @@ def _start_once(
 ) -> Server:
     __tracebackhide__ = True
     log_dir.mkdir(parents=True, exist_ok=True)
-    name = row.id if attempt == 0 else f"{row.id}.retry{attempt}"
+    base = row.id + row.launch_suffix  # each launch of a row keeps its own log
+    name = base if attempt == 0 else f"{base}.retry{attempt}"
     argv, requested = list(row.argv), row.args
     if fraction is not None:  # an OOM retry: the same row at a lower --mem-fraction-static
         argv = with_flag(argv, "--mem-fraction-static", str(fraction))
