@@ -93,3 +93,8 @@ def test_a_bad_launch_count_on_the_command_line_is_one_usage_error(pytester: pyt
     result = ablate(pytester, "--ablate-launches", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ablate-launches: expected a whole number of launches, 1 or more, got '0'"])
+
+
+def test_the_plan_counts_the_launches(pytester: pytest.Pytester) -> None:
+    result = ablate(pytester, "--ablate-plan", "--ablate-launches", "3")
+    result.stdout.fnmatch_lines(["2 rows, 4 cases (0 expected to fail); 6 launches, interleaved across rows; *"])

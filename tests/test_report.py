@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pytest_sglang_ablate.report import markdown as report
 from pytest_sglang_ablate.results.record import CaseResult
@@ -143,17 +145,25 @@ def test_figures_measured_beside_other_rows_say_so() -> None:
     ]
 
 
-def test_attribution_says_whether_a_difference_is_beyond_the_repetitions_spread() -> None:
-    def row(features: tuple[str, ...], median: float, lo: float, hi: float) -> CaseResult:
-        spread = {"median": median, "min": lo, "max": hi}
-        figures = {"tps_at_1": median, "tps_at_1_spread": spread, "repeat": 3}
+def test_attribution_gives_each_ratio_its_interval_over_launches_and_a_verdict() -> None:
+    def row(features: tuple[str, ...], *launches: float) -> CaseResult:
+        each = [{"launch": i, "outcome": "passed", "tps_at_1": v} for i, v in enumerate(launches, 1)]
+        figures: dict[str, Any] = {"tps_at_1": statistics.median(launches)}
+        if len(launches) > 1:
+            figures["launches"] = each
         name = "+".join(features)
         return CaseResult("m", name, name, features, "single", "single", "passed", figures=figures)
 
     clear = report.attribution([row(("a",), 120, 118, 122), row((), 100, 99, 101)], ["a"])
-    assert "| 1.20x " in clear and "| yes " in clear
-    noisy = report.attribution([row(("a",), 103, 96, 110), row((), 100, 94, 105)], ["a"])
-    assert "within the noise" in noisy
+    assert "| 1.20x [1.1" in clear and "| faster " in clear and "| 3 / 3 " in clear
+    noisy = report.attribution([row(("a",), 103, 90, 115), row((), 100, 112, 92)], ["a"])
+    assert "| within the noise " in noisy
+    single = report.attribution([row(("a",), 120), row((), 100)], ["a"])
+    assert "| 1.20x " in single and "one launch: noise unknown" in single
+    # another row's launches give the noise to a pair measured once each
+    other = [row(("b",), 50, 51, 49), row(("a", "b"), 60, 61, 59)]
+    pooled = report.attribution([row(("a",), 120), row((), 100), *other], ["a"])
+    assert "| (none) " in pooled and "one launch" not in pooled.split("(none)")[1].splitlines()[0]
 
 
 def test_cases_are_reported_in_the_matrix_order_whichever_finished_first() -> None:

@@ -5,7 +5,6 @@ Reads records only; launches nothing."""
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -142,53 +141,55 @@ def _headline(r: CaseResult) -> tuple[str, float] | None:
     return key, float(value)
 
 
-def _beyond_noise(on: tuple[float, float] | None, off: tuple[float, float] | None) -> str:
-    """Whether two rows' figures differ by more than their repetitions spread (min-max each)."""
-    if on is None or off is None:
-        return "one run each: unknown"
-    return "within the noise" if on[0] <= off[1] and off[0] <= on[1] else "yes"
+def _launch_values(r: CaseResult, key: str) -> list[float]:
+    """The headline figure of each launch that passed (one value for a row of one launch)."""
+    figures = r.figures or {}
+    launches = figures.get("launches")
+    if launches:
+        return [
+            float(x[key]) for x in launches if x.get("outcome") == "passed" and isinstance(x.get(key), (int, float))
+        ]
+    return [float(figures[key])]
 
 
 def attribution(records: list[CaseResult], features: list[str]) -> str:
-    """For each feature: the ratio of each headline metric between rows that differ only in that feature."""
-    by_key: dict[tuple[frozenset[str], str, Any], float] = {}
-    spans: dict[tuple[frozenset[str], str, Any], tuple[float, float] | None] = {}
+    """For each feature, each pair of rows that differ only in it: the ratio of the headline metric with its 95 %
+    interval over launches (results/verdict.py) and the verdict: faster, slower, or within the noise. The launch
+    spread is pooled over every row of that metric and level."""
+    from ..results import verdict
+
+    values: dict[tuple[frozenset[str], str, Any], list[float]] = {}
     for r in records:
         h = _headline(r)
         if h is not None:
-            key = (frozenset(r.features), r.workload, r.concurrency)
-            by_key[key] = h[1]
-            spread = (r.figures or {}).get(f"{h[0]}_spread") or {}
-            repeated = (r.figures or {}).get("repeat", 1) > 1 and "min" in spread
-            spans[key] = (float(spread["min"]), float(spread["max"])) if repeated else None
+            values[(frozenset(r.features), r.workload, r.concurrency)] = _launch_values(r, h[0])
+    pooled = {
+        level: verdict.pooled_sd([v for (_, w, c), v in values.items() if (w, c) == level])
+        for level in {(w, c) for _, w, c in values}
+    }
     table = []
     for f in features:
-        ratios: dict[tuple[str, Any], list[float]] = defaultdict(list)
-        verdicts: dict[tuple[str, Any], list[str]] = defaultdict(list)
-        for (on, workload, conc), value in by_key.items():
-            if f in on and (other := by_key.get((on - {f}, workload, conc))):
-                ratios[(workload, conc)].append(value / other)
-                verdicts[(workload, conc)].append(
-                    _beyond_noise(spans[(on, workload, conc)], spans[(on - {f}, workload, conc)])
-                )
-        for (workload, conc), values in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        pairs = [(on, w, c) for on, w, c in values if f in on and (on - {f}, w, c) in values]
+        for on, workload, conc in sorted(pairs, key=lambda k: (k[1], k[2] or 0, sorted(k[0]))):
+            result = verdict.ratio(
+                values[(on, workload, conc)], values[(on - {f}, workload, conc)], pooled[(workload, conc)]
+            )
             metric = "TPS@1" if conc is None else f"throughput c{conc}"
-            said = verdicts[(workload, conc)]
             table.append(
                 [
                     f,
                     f"{workload}: {metric}",
-                    len(values),
-                    f"{statistics.median(values):.2f}x",
-                    f"{min(values):.2f}-{max(values):.2f}x",
-                    said[0] if len(set(said)) == 1 else ", ".join(said),
+                    "+".join(sorted(on - {f})) or "(none)",
+                    result.text(),
+                    result.verdict,
+                    f"{result.launches[0]} / {result.launches[1]}",
                 ]
             )
     if not table:
         return "(no pair of measured rows differs in exactly one feature)"
     return tabulate(
         table,
-        ["Feature", "Metric", "Row pairs", "On / off (median)", "Range", "Beyond the noise"],
+        ["Feature", "Metric", "Other features on", "On / off [95 % interval]", "Verdict", "Launches on / off"],
         tablefmt="github",
         disable_numparse=True,
     )

@@ -53,7 +53,9 @@ def engine_warnings(cases: list[Case], warnings: dict[str, list[str]]) -> list[s
 def summary(cases: list[Case]) -> str:
     rows = len({c.row for c in cases})
     xfail = sum(1 for c in cases if c.xfail)
-    return f"{rows} rows, {len(cases)} cases ({xfail} expected to fail); nothing launched"
+    launches = sum(r.launches for r in {c.row for c in cases})
+    each = f"; {launches} launches, interleaved across rows" if launches > rows else ""
+    return f"{rows} rows, {len(cases)} cases ({xfail} expected to fail){each}; nothing launched"
 
 
 def render(
