@@ -21,6 +21,9 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
                       FAKE_NVML_STATE file); `fake_gpu_linger=S`: the "driver" frees it S seconds after the server
                       stops (never if it is killed). The start record says what its GPUs used before it took any
   tok_rate=R          each streamed request gets a token every 1/R s (default 1000; 0 = as fast as possible)
+  speed_sigma=S       launch noise: this launch's token rate is multiplied by exp(N(0, S)), the i-th draw of a
+                      generator seeded with speed_seed=K (default 0), where i counts the launches in the file
+                      STANDIN_LAUNCHES (each start of a stand-in with that file takes the next number)
   ttft_ms=T           the first token of each request comes T ms after the request (default 0)
   answer=TEXT         the chat answer's text, cycled over the tokens (default "tok"); reasoning=K puts the
                       first K tokens into reasoning_content instead
@@ -213,11 +216,30 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return n + int(OPTIONS.get("prompt_offset") or 0)
 
 
+def launch_speed() -> float:
+    """speed_sigma=S: this launch's speed factor (1 without it); deterministic for a given seed and launch order."""
+    sigma = float(OPTIONS.get("speed_sigma") or 0)
+    if not sigma:
+        return 1.0
+    import fcntl
+    import math
+    import random
+
+    with open(os.environ["STANDIN_LAUNCHES"], "a+") as counter:
+        fcntl.flock(counter, fcntl.LOCK_EX)  # concurrent starts (pytest-xdist) take distinct numbers
+        counter.seek(0)
+        launch = len(counter.read())
+        counter.write("x")
+    rng = random.Random(int(OPTIONS.get("speed_seed") or 0))
+    draws = [rng.gauss(0, sigma) for _ in range(launch + 1)]
+    return math.exp(draws[-1])
+
+
 class Server:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.ready_at = time.monotonic() + float(OPTIONS.get("slow_start") or 0)
-        rate = float(OPTIONS.get("tok_rate") or 1000)
+        rate = float(OPTIONS.get("tok_rate") or 1000) * launch_speed()
         self.interval = 1 / rate if rate > 0 else 0.0
         self.ttft = float(OPTIONS.get("ttft_ms") or 0) / 1000
         self.answer = OPTIONS.get("answer") or "tok"

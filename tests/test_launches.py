@@ -98,3 +98,38 @@ def test_a_bad_launch_count_on_the_command_line_is_one_usage_error(pytester: pyt
 def test_the_plan_counts_the_launches(pytester: pytest.Pytester) -> None:
     result = ablate(pytester, "--ablate-plan", "--ablate-launches", "3")
     result.stdout.fnmatch_lines(["2 rows, 4 cases (0 expected to fail); 6 launches, interleaved across rows; *"])
+
+
+NOISY = f"""
+model: tiny
+launch: [{sys.executable}, {STANDIN}]
+server: {{shutdown_grace: 1, startup_timeout: 20}}
+env: {{STANDIN: "tok_rate=500,speed_sigma=0.05,speed_seed=3"}}
+launches: 3
+features:
+  harmless: {{on: {{attention-backend: triton}}}}
+  slow: {{on: {{attention-backend: flex_attention}}}}
+rows:
+  - []
+  - [harmless]
+  - {{features: [slow], env: {{STANDIN: "tok_rate=350,speed_sigma=0.05,speed_seed=3"}}}}
+workloads:
+  single: {{kind: single, prompt: "q", max_tokens: 40}}
+"""
+
+
+def test_a_harmless_flag_is_within_the_noise_and_a_30_percent_slower_row_is_slower(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each launch of the stand-in draws its own speed (lognormal, 5 %): A/A and A/B on launch noise."""
+    monkeypatch.setenv("STANDIN_LAUNCHES", str(pytester.path / "launches"))
+    pytester.makefile(".yaml", m=NOISY)
+    pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=9)
+    assert len((pytester.path / "launches").read_text()) == 9  # every launch drew its own speed
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    bought = report.split("## What each feature bought")[1].split("##")[0]
+    harmless = next(line for line in bought.splitlines() if line.startswith("| harmless"))
+    slow = next(line for line in bought.splitlines() if line.startswith("| slow"))
+    assert "| within the noise " in harmless and "| 3 / 3 " in harmless, bought
+    ratio = float(slow.split("|")[4].split("x")[0])
+    assert "| slower " in slow and 0.6 < ratio < 0.8, bought
