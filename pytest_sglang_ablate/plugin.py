@@ -16,7 +16,7 @@ import pytest
 from .adapter.collect import MatrixFile, marks
 from .adapter.fixtures import ablate_progress, ablate_record, sglang_server
 from .adapter.options import pytest_addoption, resolve_settings
-from .adapter.state import CASE, FAILURE, LAUNCH, PHASE, STATE, State, launch_of, param, run_id
+from .adapter.state import CASE, FAILURE, LAUNCH, PHASE, STATE, UNNEEDED, State, launch_of, param, run_id
 
 __all__ = ["ablate_progress", "ablate_record", "pytest_addoption", "resolve_settings", "sglang_server"]
 
@@ -46,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     secrets = matrix.secret_values()
     store = Store(settings.out, secrets)
     state = State(settings, prepared, store, secrets, Setup(matrix.prepare, matrix.env, store.logs / "prepare.log"))
+    if settings.history:
+        from .results.history import Gate, load
+
+        nights = [p for p in settings.history if p.resolve() != store.path.resolve()]  # tonight is not history
+        state.gate = Gate(load(nights, matrix.name), settings.gate, settings.confirm)
     from .errors import UsageProblem
 
     try:
@@ -99,17 +104,19 @@ class AblationHooks:
         # without its group mark was launched once per case on the H200
         xdist = any(getattr(p, "__name__", "") == "xdist.plugin" for p in metafunc.config.pluginmanager.get_plugins())
         kind = getattr(metafunc.function, "workload_kind", None)
-        # each launch of a row is a server of its own (a row with another launch number): its cases run again on it
+        # each launch of a row is a server of its own (a row with another launch number): its cases run again on it;
+        # with a history, the gate's relaunches follow (they skip unless the row is flagged)
+        more = self.state.settings.confirm if self.state.gate is not None else 0
         if kind is not None and isinstance(metafunc.definition.parent, MatrixFile):
             mine = [c for c in self.ablation.cases if c.workload.kind == kind]
-            cases = [(c, c.row.launched(k)) for c in mine for k in range(1, c.row.launches + 1)]
+            cases = [(c, c.row.launched(k)) for c in mine for k in range(1, c.row.launches + more + 1)]
             params = [
                 pytest.param(r, c, id=c.id + r.launch_suffix, marks=marks(r, c.xfail, c.expected_errors, xdist))
                 for c, r in cases
             ]
             metafunc.parametrize(["sglang_server", "ablate_case"], params, indirect=["sglang_server"], scope="session")
         else:  # a user's own test that uses the server: once per row and launch, with the whole-row known issues
-            rows = [r.launched(k) for r in self.ablation.rows for k in range(1, r.launches + 1)]
+            rows = [r.launched(k) for r in self.ablation.rows for k in range(1, r.launches + more + 1)]
             fail = (ServerLaunchError,)
             params = [
                 pytest.param(r, id=r.id + r.launch_suffix, marks=marks(r, self.ablation.row_xfail(r), fail, xdist))
@@ -181,7 +188,7 @@ class AblationHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Each report of a matrix case says which case it is and, when a server failed, the failure class."""
-        from .adapter.fixtures import RowTooBig
+        from .adapter.fixtures import RelaunchNotNeeded, RowTooBig
         from .errors import FailureClass, ServerError
 
         report = yield
@@ -191,6 +198,8 @@ class AblationHooks:
         error = call.excinfo.value if call.excinfo is not None else None
         if isinstance(error, RowTooBig):
             report.user_properties.append((FAILURE, FailureClass.TOO_BIG.value))
+        if isinstance(error, RelaunchNotNeeded):
+            report.user_properties.append((UNNEEDED, True))
         if isinstance(error, ServerError) and error.failure_class is not None:
             report.user_properties.append((FAILURE, error.failure_class.value))
             if error.phase:

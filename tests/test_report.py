@@ -172,3 +172,14 @@ def test_cases_are_reported_in_the_matrix_order_whichever_finished_first() -> No
     finished = list(reversed(records))  # as results.jsonl holds them when the last rows finished first
     assert report.render("r1", FEATURES, finished, {}).text != in_order.text
     assert report.render("r1", FEATURES, finished, {}, order=[r.case for r in records]).text == in_order.text
+
+
+def test_with_one_launch_a_row_the_historys_launch_spread_gives_the_interval() -> None:
+    def row(features: tuple[str, ...], tps: float) -> CaseResult:
+        name = "+".join(features)
+        return CaseResult("m", name, name, features, "single", "single", "passed", figures={"tps_at_1": tps})
+
+    records = [row(("a",), 120), row((), 100)]
+    assert "one launch: noise unknown" in report.attribution(records, ["a"])
+    earlier = report.attribution(records, ["a"], {("single", None): (0.02, 12)})
+    assert "| 1.20x [1.1" in earlier and "| faster " in earlier

@@ -1,9 +1,11 @@
 """Part of the pytest adapter: what a run leaves when it ends, in the process that owns the session.
 
-Four writers, each on its own: the plots, report.md, the --benchmark-json file when no case passed, and the
-terminal summary. One that raises is reported as a pytest warning naming it (`WriterFailed`), the others still
-write, and the run exits with pytest's INTERNAL_ERROR (3) unless it had already ended worse (interrupted, usage
-error). results.jsonl is not among them: each case's line was written when the case finished.
+Five writers, each on its own: the gate's verdicts against earlier nights (gate.json, with --ablate-history),
+the plots, report.md, the --benchmark-json file when no case passed, and the terminal summary. One that raises
+is reported as a pytest warning naming it (`WriterFailed`), the others still write, and the run exits with
+pytest's INTERNAL_ERROR (3) unless it had already ended worse (interrupted, usage error). results.jsonl is not
+among them: each case's line was written when the case finished. A regression the gate confirmed makes the run
+exit with TESTS_FAILED (1), as pytest-benchmark's --benchmark-compare-fail does.
 
 The files are written in a hook wrapper around pytest-benchmark's own saving, before it: a benchmark file that
 pytest-benchmark cannot write costs no report.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from ..results.history import CONFIRMED
 from .state import State
 
 if TYPE_CHECKING:
@@ -39,7 +42,29 @@ def write_plots(state: State) -> list[Path]:
     return plots.render(state.store.latest(name), state.settings.out, name)
 
 
-def write_report(state: State, pngs: Sequence[Path]) -> tuple[Report, Path] | None:
+def write_gate(state: State) -> list[dict[str, Any]] | None:
+    """Each case measured tonight against the history (results/history.py), into gate.json; None without one."""
+    import json
+
+    from ..results.history import launch_values
+
+    if state.gate is None:
+        return None
+    ablation = state.prepared.ablation
+    records = [r for r in state.store.load() if r.matrix == ablation.matrix.name]
+    judged = []
+    for case in ablation.cases:
+        tonight = [r for r in records if r.case == case.id]
+        if launch_values(tonight):
+            judged.append(state.gate.judge(case.id, case.workload.kind, tonight, case.row.launches).to_json())
+    path = state.settings.out / "gate.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"nights": len(state.gate.nights), "gate": state.gate.threshold, "confirm": state.gate.confirm}
+    path.write_text(json.dumps({**summary, "cases": judged}, indent=1), encoding="utf-8")
+    return judged
+
+
+def write_report(state: State, pngs: Sequence[Path], gate: list[dict[str, Any]] | None) -> tuple[Report, Path] | None:
     from ..report import markdown
     from ..results.store import Store
     from ..server import gpu
@@ -50,7 +75,14 @@ def write_report(state: State, pngs: Sequence[Path]) -> tuple[Report, Path] | No
     records = state.store.latest(matrix.name)
     order = [case.id for case in ablation.cases]
     out, version = state.settings.out, state.prepared.version
-    return markdown.write(matrix, records, out, version, gpu.describe(), state.secrets, before, order, pngs)
+    earlier = None
+    if state.gate is not None:  # the history's launch spread, for rows measured once tonight
+        from ..results.history import level_noise
+
+        levels = {c.id: (c.workload.name, c.level.concurrency if c.level else None) for c in ablation.cases}
+        earlier = level_noise(state.gate.nights, levels)
+    gpus = gpu.describe()
+    return markdown.write(matrix, records, out, version, gpus, state.secrets, before, order, pngs, gate, earlier)
 
 
 def write_empty_benchmark_json(config: pytest.Config) -> str | None:
@@ -73,10 +105,22 @@ def write_empty_benchmark_json(config: pytest.Config) -> str | None:
     return str(getattr(session.json, "name", session.json))
 
 
-def summary_lines(state: State, written: tuple[Report, Path] | None, empty_json: str | None) -> list[str]:
+def summary_lines(
+    state: State, written: tuple[Report, Path] | None, empty_json: str | None, gate: list[dict[str, Any]] | None
+) -> list[str]:
+    from ..results.history import CLEARED, CONFIRMED
+
     lines = []
     if written is not None:
         lines += [written[0].brief, f"full report: {written[1]}   results: {state.store.path}"]
+    if gate is not None and state.gate is not None:
+        said = [g for g in gate if g["verdict"] not in (CLEARED, "within the noise")]
+        lines.append(
+            f"against {len(state.gate.nights)} earlier nights (gate {state.gate.threshold:.0%}): {len(gate)} cases, "
+            f"{sum(g['verdict'] == CONFIRMED for g in gate)} regressions, {sum(g['verdict'] == CLEARED for g in gate)} "
+            "cleared on relaunch"
+        )
+        lines += [f"  {g['case']}: {g['verdict']} ({g['change']:+.1%})" for g in said if g["change"] is not None]
     if empty_json is not None:
         lines.append(f"no case passed: {empty_json} has an empty benchmarks list")
     return lines
@@ -91,6 +135,7 @@ class SessionEnd:
         self.failed: list[str] = []
         self.written: tuple[Report, Path] | None = None
         self.empty_json: str | None = None
+        self.gate: list[dict[str, Any]] | None = None
 
     def run(self, name: str, writer: Callable[[], T]) -> T | None:
         """`writer()`, or None where it raised: then a warning names it and the run's exit status says so."""
@@ -115,8 +160,11 @@ class SessionEnd:
         self.session = session
         state = self.state
         if not state.settings.plan:
+            self.gate = self.run("gate.json", lambda: write_gate(state))
+            if self.gate and any(g["verdict"] == CONFIRMED for g in self.gate) and session.exitstatus not in WORSE:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a regression beyond the noise fails the run
             pngs = self.run("plots", lambda: write_plots(state)) or []
-            self.written = self.run("report.md", lambda: write_report(state, pngs))
+            self.written = self.run("report.md", lambda: write_report(state, pngs, self.gate))
             self.empty_json = self.run("the empty --benchmark-json", lambda: write_empty_benchmark_json(self.config))
         try:
             return (yield)
@@ -133,7 +181,7 @@ class SessionEnd:
                 plan.show(state.prepared, state.selected, state.secrets, state.get_launcher(), state.settings.gpus)
             )
             return
-        lines = self.run("the terminal summary", lambda: summary_lines(state, self.written, self.empty_json))
+        lines = self.run("the terminal summary", lambda: summary_lines(state, self.written, self.empty_json, self.gate))
         if lines:
             terminalreporter.section(f"ablation results: {state.prepared.ablation.matrix.name}")
             for line in lines:

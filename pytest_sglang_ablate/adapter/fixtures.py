@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .state import MEASURED, STATE, param
+from .state import MEASURED, STATE, State, param
 
 if TYPE_CHECKING:
+    from ..matrix.rows import Row
     from ..measure.figures import Measured
     from ..server.launch import Server
 
@@ -37,6 +38,10 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     from ..server.launch import start
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
+    if row.confirming:  # the gate's relaunch, only for a row tonight's launches flagged against the history
+        why = _relaunch_needed(state, row)
+        if why is None:
+            raise RelaunchNotNeeded(f"row '{row.id}': not flagged against the history; no relaunch needed")
     launcher = state.get_launcher()  # made (and checked) when pytest started
     too_big = unfit(row, launcher, state.settings.gpus)
     if too_big:
@@ -89,6 +94,22 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 class RowTooBig(pytest.skip.Exception):  # type: ignore[name-defined,misc]
     """A skip before launch: the row needs more nodes or GPUs than this run has (recorded as class too_big)."""
+
+
+class RelaunchNotNeeded(pytest.skip.Exception):  # type: ignore[name-defined,misc]
+    """A skip before launch: the gate's relaunch of a row that tonight's launches did not flag (not recorded)."""
+
+
+def _relaunch_needed(state: State, row: Row) -> str | None:
+    """The first case of the row tonight's launches flag against the history, or None."""
+    assert state.gate is not None
+    records = [r for r in state.store.load() if r.matrix == state.prepared.ablation.matrix.name]
+    for case in state.selected:
+        if case.row.id == row.id:
+            tonight = [r for r in records if r.case == case.id]
+            if state.gate.flagged(case.id, case.workload.kind, tonight, row.launches):
+                return case.id
+    return None
 
 
 def _loopback(host: str) -> bool:

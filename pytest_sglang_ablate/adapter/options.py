@@ -26,6 +26,9 @@ class Settings:
     gpus: Inventory = NOT_RESOLVED  # the GPUs servers may be given
     exclusive: bool = False  # one row at a time, even under pytest-xdist
     launches: int | None = None  # fresh servers per row; None: the matrix's and rows' `launches:`
+    history: tuple[Path, ...] = ()  # earlier runs' results, one night each, for the gate
+    gate: float = 0.05  # the smallest regression worth failing, as a fraction
+    confirm: int = 2  # relaunches of a row flagged against the history
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +56,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("ablate_launcher", "Launcher for every matrix (see --ablate-launcher)")
     parser.addini("ablate_gpus", "GPU ids servers may use (see --ablate-gpus)")
     parser.addini("ablate_launches", "Fresh servers per row (see --ablate-launches)")
+    group.addoption(
+        "--ablate-history",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="An earlier run's results.jsonl or results folder, one night each (repeat): the nightly gate",
+    )
+    group.addoption("--ablate-gate", metavar="PCT", help="Smallest regression the gate fails on (default 5%%)")
+    group.addoption("--ablate-confirm", metavar="N", help="Relaunches of a row the gate flags (default 2)")
+    parser.addini("ablate_gate", "Smallest regression the gate fails on (see --ablate-gate)")
+    parser.addini("ablate_confirm", "Relaunches of a flagged row (see --ablate-confirm)")
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -110,7 +124,37 @@ def resolve_settings(config: pytest.Config) -> Settings:
         gpus,
         bool(config.getoption("ablate_exclusive")),
         _launches(config),
+        *_gate(config),
     )
+
+
+def _gate(config: pytest.Config) -> tuple[tuple[Path, ...], float, int]:
+    history = []
+    for given in config.getoption("ablate_history") or []:
+        path = Path(given)
+        found = path / "results.jsonl" if path.is_dir() else path
+        if not found.is_file():
+            raise pytest.UsageError(
+                f"--ablate-history: no results file at {found} (expected a results.jsonl or its folder)"
+            )
+        history.append(found)
+    value, where = config.getoption("ablate_gate"), "--ablate-gate"
+    if not value and config.getini("ablate_gate"):
+        value, where = str(config.getini("ablate_gate")), f"ini ablate_gate in {config.inipath}"
+    gate = 0.05
+    if value:
+        try:
+            gate = float(str(value).rstrip("%")) / 100
+        except ValueError:
+            gate = -1.0
+        if not 0 < gate < 1:
+            raise pytest.UsageError(f"{where}: expected a percentage between 0 and 100, such as 5%, got {value!r}")
+    value, where = config.getoption("ablate_confirm"), "--ablate-confirm"
+    if value is None and config.getini("ablate_confirm"):
+        value, where = str(config.getini("ablate_confirm")), f"ini ablate_confirm in {config.inipath}"
+    if value is not None and not str(value).isdigit():
+        raise pytest.UsageError(f"{where}: expected a whole number of relaunches, 0 or more, got {value!r}")
+    return tuple(history), gate, 2 if value is None else int(value)
 
 
 def _launches(config: pytest.Config) -> int | None:

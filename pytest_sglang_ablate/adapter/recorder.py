@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .state import CASE, FAILURE, LAUNCH, MEASURED, PHASE
+from .state import CASE, FAILURE, LAUNCH, MEASURED, PHASE, UNNEEDED
 
 if TYPE_CHECKING:
     from ..matrix.prepare import Prepared
@@ -48,8 +48,10 @@ class ResultsRecorder:
         from ..results.benchmark import entry, stable_nodeid
         from ..results.record import CaseResult
 
-        keys = (CASE, FAILURE, PHASE, MEASURED, LAUNCH)
+        keys = (CASE, FAILURE, PHASE, MEASURED, LAUNCH, UNNEEDED)
         props: dict[str, Any] = {k: v for k, v in report.user_properties if k in keys}
+        if props.get(UNNEEDED):  # the gate's relaunch of a row it did not flag: nothing ran, nothing to keep
+            return
         case = self.cases.get(props.get(CASE, ""))
         # the case's last word: its call, a setup that did not pass (launch failure, xfail), a failed teardown
         final = report.when == "call" or (report.when == "setup" and not report.passed) or report.failed

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..engines.probe import ProbeResult
     from ..matrix.prepare import Prepared
     from ..matrix.rows import Case
+    from ..results.history import Gate
     from ..results.store import Store
     from ..server.launchers import Launcher
     from ..server.leases import Activity, Leases
@@ -33,6 +34,7 @@ class State:
     leases: Leases = field(init=False)  # GPUs and port blocks shared by the run's xdist workers
     activity: Activity = field(init=False)  # when each row's server ran, for overlap notes
     run_dir: Path = field(init=False)
+    gate: Gate | None = None  # --ablate-history: tonight against earlier nights
 
     def share(self, run_id: str, exclusive: bool) -> None:
         """The run directory all workers of this run (one xdist testrunuid) share."""
@@ -66,7 +68,7 @@ class State:
 STATE = pytest.StashKey[State]()
 # what a case's reports carry to the process that records them (the xdist controller collects nothing itself)
 CASE, FAILURE, PHASE, MEASURED = "ablate_case", "ablate_failure_class", "ablate_failure_phase", "ablate_measured"
-LAUNCH = "ablate_launch"
+LAUNCH, UNNEEDED = "ablate_launch", "ablate_relaunch_not_needed"
 
 
 def param(item: pytest.Item, name: str) -> Any:

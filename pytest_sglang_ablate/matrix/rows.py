@@ -36,8 +36,16 @@ class Row:
         return replace(self, launch=launch)
 
     @property
+    def confirming(self) -> bool:
+        """A relaunch of a row the nightly gate flagged (launch numbers past `launches`; results/history.py)."""
+        return self.launch > self.launches
+
+    @property
     def launch_suffix(self) -> str:
-        """What a case's test id adds for this launch: nothing for a row of one launch, else "-launch2"."""
+        """What a case's test id adds for this launch: nothing for a row of one launch, else "-launch2"; a
+        relaunch for the gate's confirmation "-confirm1"."""
+        if self.confirming:
+            return f"-confirm{self.launch - self.launches}"
         return f"-launch{self.launch}" if self.launches > 1 else ""
 
     def gpus_text(self) -> str:

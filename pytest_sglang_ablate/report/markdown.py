@@ -152,10 +152,13 @@ def _launch_values(r: CaseResult, key: str) -> list[float]:
     return [float(figures[key])]
 
 
-def attribution(records: list[CaseResult], features: list[str]) -> str:
+def attribution(
+    records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None
+) -> str:
     """For each feature, each pair of rows that differ only in it: the ratio of the headline metric with its 95 %
     interval over launches (results/verdict.py) and the verdict: faster, slower, or within the noise. The launch
-    spread is pooled over every row of that metric and level."""
+    spread is pooled over every row of that metric and level; where tonight has none (one launch per row), the
+    history's at that level (`earlier`, from --ablate-history) stands in."""
     from ..results import verdict
 
     values: dict[tuple[frozenset[str], str, Any], list[float]] = {}
@@ -165,6 +168,7 @@ def attribution(records: list[CaseResult], features: list[str]) -> str:
             values[(frozenset(r.features), r.workload, r.concurrency)] = _launch_values(r, h[0])
     pooled = {
         level: verdict.pooled_sd([v for (_, w, c), v in values.items() if (w, c) == level])
+        or (earlier or {}).get(level)
         for level in {(w, c) for _, w, c in values}
     }
     table = []
@@ -193,6 +197,47 @@ def attribution(records: list[CaseResult], features: list[str]) -> str:
         tablefmt="github",
         disable_numparse=True,
     )
+
+
+def _pct(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.1%}"
+
+
+def history(gate: Sequence[dict[str, Any]], order: Sequence[str] = ()) -> str:
+    """Each case against the earlier nights (results/history.py): the nights' median and range, tonight's figure,
+    the change, the gate's verdict, and the smallest regression this history can detect (95 % power)."""
+    if not gate:
+        return "(no case measured tonight was found in the history)"
+    rank = {case: i for i, case in enumerate(order)}
+    rows = []
+    for g in sorted(gate, key=lambda g: rank.get(g["case"], len(rank))):
+        low, high = g["history_range"] or (None, None)
+        versions = f" (history: {', '.join(g['history_engine_versions'])})" if g["history_engine_versions"] else ""
+        needed = g["launches_needed_for_twice_the_gate"]
+        relaunched = f", {g['relaunched']} of them relaunches" if g["relaunched"] else ""
+        rows.append(
+            [
+                g["case"],
+                g["metric"],
+                f"{_num(g['history_median'])} [{_num(low)}-{_num(high)}] ({g['nights']})" if g["nights"] else "",
+                f"{_num(g['tonight'])} ({g['launches']}{relaunched})" if g["tonight"] is not None else "",
+                _pct(g["change"]),
+                g["verdict"] + versions,
+                _pct(g["detectable"]).lstrip("+"),
+                "" if needed is None and g["detectable"] is None else (str(needed) if needed else "more history"),
+            ]
+        )
+    headers = [
+        "Case",
+        "Metric",
+        "History median [range] (nights)",
+        "Tonight (launches)",
+        "Change",
+        "Verdict",
+        "Detectable (95 %)",
+        "Launches for 2x the gate",
+    ]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
 def compare(records: list[CaseResult], baseline: list[CaseResult]) -> str:
@@ -235,6 +280,8 @@ def render(
     environment: dict[str, Any],
     baseline: list[CaseResult] | None = None,
     order: Sequence[str] = (),
+    gate: Sequence[dict[str, Any]] | None = None,
+    earlier: dict[Any, tuple[float, int]] | None = None,
 ) -> Report:
     """The report of `records`, cases in `order` (the matrix's case ids; others after them) however they finished
     (pytest-xdist, --ablate-resume): a nightly report diffs line by line against last night's."""
@@ -260,9 +307,11 @@ def render(
     if notes.items:
         brief += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
     parts = [f"# Ablation report: {name}", "", *brief]
-    parts += ["## What each feature bought", "", attribution(records, features), ""]
+    parts += ["## What each feature bought", "", attribution(records, features, earlier), ""]
     if baseline is not None:
         parts += ["## Against the baseline", "", compare(records, baseline), ""]
+    if gate is not None:
+        parts += ["## Compared with history", "", history(gate, order), ""]
     parts += [
         "## Environment",
         "",
@@ -284,6 +333,8 @@ def write(
     baseline: list[CaseResult] | None = None,
     order: Sequence[str] = (),
     pngs: Sequence[Path] = (),
+    gate: Sequence[dict[str, Any]] | None = None,
+    earlier: dict[Any, tuple[float, int]] | None = None,
 ) -> tuple[Report, Path] | None:
     """report.md in `out_dir` from every record of this matrix, cases in `order` (see render), linking the plots
     `pngs` (written before, by plots.render: a plot that failed costs the report only its link); None when there
@@ -299,7 +350,7 @@ def write(
         "GPUs": ", ".join(f"{g['name']} ({g['memory_gib']} GiB, driver {g['driver']})" for g in gpus) or "none seen",
         "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    report = render(matrix.name, list(matrix.feature_names), records, environment, baseline, order)
+    report = render(matrix.name, list(matrix.feature_names), records, environment, baseline, order, gate, earlier)
     text = redact.text(report.text, secrets)
     if pngs:
         text += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
