@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
+
+STANDIN = Path(__file__).parent / "standin_server.py"
+
+
+def standin_matrix(body: str, env: str = "tok_rate=500") -> str:
+    """A matrix whose servers are the scripted stand-in, started with STANDIN=`env`; `body` gives the features,
+    rows, workloads and anything else."""
+    head = f"""
+model: tiny
+launch: [{sys.executable}, {STANDIN}]
+server: {{shutdown_grace: 1, startup_timeout: 20}}
+env: {{STANDIN: "{env}"}}
+"""
+    return head + textwrap.dedent(body)
+
 
 # A small matrix in the documented format: three features, three rows, one version-ranged known issue.
 TINY = """\

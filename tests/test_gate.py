@@ -4,14 +4,12 @@ launches with seeded launch noise, then a night without a change and a night wit
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from matrices import standin_matrix
 
 pytestmark = pytest.mark.standin
-STANDIN = Path(__file__).parent / "standin_server.py"
 NOISE = "speed_sigma=0.03,speed_seed=11"
 
 
@@ -20,10 +18,7 @@ def matrix(slow_row: str = "") -> str:
         f'  - {{features: [{f}], env: {{STANDIN: "tok_rate={350 if f == slow_row else 500},{NOISE}"}}}}'
         for f in ("fast", "other")
     )
-    return f"""
-model: tiny
-launch: [{sys.executable}, {STANDIN}]
-server: {{shutdown_grace: 1, startup_timeout: 20}}
+    body = f"""
 launches: 2
 features:
   fast: {{on: {{attention-backend: triton}}}}
@@ -33,6 +28,7 @@ rows:
 workloads:
   single: {{kind: single, prompt: "q", max_tokens: 40}}
 """
+    return standin_matrix(body)
 
 
 def night(pytester: pytest.Pytester, name: str, text: str, *args: str) -> pytest.RunResult:

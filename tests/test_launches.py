@@ -5,29 +5,25 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from matrices import standin_matrix
 
 pytestmark = pytest.mark.standin
-STANDIN = Path(__file__).parent / "standin_server.py"
-MATRIX = f"""
-model: tiny
-launch: [{sys.executable}, {STANDIN}]
-server: {{shutdown_grace: 1, startup_timeout: 20}}
-env: {{STANDIN: "tok_rate=500"}}
-features:
-  radix_cache: {{off: {{disable-radix-cache: true}}}}
-  nextn: {{on: {{speculative-algorithm: NEXTN}}}}
-rows:
-  - [radix_cache]
-  - [nextn]
-workloads:
-  single: {{kind: single, prompt: "q", max_tokens: 40, repeat: 2}}
-  batch: {{kind: batch, input_len: 8, output_len: 8, levels: [{{concurrency: 2, requests: 4}}]}}
-"""
+MATRIX = standin_matrix(
+    """
+    features:
+      radix_cache: {off: {disable-radix-cache: true}}
+      nextn: {on: {speculative-algorithm: NEXTN}}
+    rows:
+      - [radix_cache]
+      - [nextn]
+    workloads:
+      single: {kind: single, prompt: "q", max_tokens: 40, repeat: 2}
+      batch: {kind: batch, input_len: 8, output_len: 8, levels: [{concurrency: 2, requests: 4}]}
+    """
+)
 
 
 def ablate(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -100,22 +96,21 @@ def test_the_plan_counts_the_launches(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["2 rows, 4 cases (0 expected to fail); 6 launches, interleaved across rows; *"])
 
 
-NOISY = f"""
-model: tiny
-launch: [{sys.executable}, {STANDIN}]
-server: {{shutdown_grace: 1, startup_timeout: 20}}
-env: {{STANDIN: "tok_rate=500,speed_sigma=0.05,speed_seed=3"}}
-launches: 3
-features:
-  harmless: {{on: {{attention-backend: triton}}}}
-  slow: {{on: {{attention-backend: flex_attention}}}}
-rows:
-  - []
-  - [harmless]
-  - {{features: [slow], env: {{STANDIN: "tok_rate=350,speed_sigma=0.05,speed_seed=3"}}}}
-workloads:
-  single: {{kind: single, prompt: "q", max_tokens: 40}}
-"""
+NOISY = standin_matrix(
+    """
+    launches: 3
+    features:
+      harmless: {on: {attention-backend: triton}}
+      slow: {on: {attention-backend: flex_attention}}
+    rows:
+      - []
+      - [harmless]
+      - {features: [slow], env: {STANDIN: "tok_rate=350,speed_sigma=0.05,speed_seed=3"}}
+    workloads:
+      single: {kind: single, prompt: "q", max_tokens: 40}
+    """,
+    env="tok_rate=500,speed_sigma=0.05,speed_seed=3",
+)
 
 
 def test_a_harmless_flag_is_within_the_noise_and_a_30_percent_slower_row_is_slower(
