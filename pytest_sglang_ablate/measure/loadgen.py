@@ -275,7 +275,7 @@ class LoopHealth:
     lag_max_ms: float = 0.0
 
 
-async def _watch_lag(lags: list[float], stop: asyncio.Event) -> None:
+async def watch_lag(lags: list[float], stop: asyncio.Event) -> None:
     period = 0.005
     while not stop.is_set():
         before = time.perf_counter()
@@ -315,7 +315,7 @@ async def closed_loop(
 
     stop = asyncio.Event()
     lags: list[float] = []
-    watchers = [asyncio.create_task(_watch_lag(lags, stop)), asyncio.create_task(report(stop))]
+    watchers = [asyncio.create_task(watch_lag(lags, stop)), asyncio.create_task(report(stop))]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
