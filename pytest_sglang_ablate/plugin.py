@@ -61,14 +61,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if launcher.runs_here and (missing := missing_here(settings.gpus)):
         raise pytest.UsageError(missing)
-    state.share(run_id(config), settings.exclusive)
+    this_run = run_id(config)
+    state.share(this_run, settings.exclusive)
+    state.records_run = (store.last_run(matrix.name) if settings.resume else None) or this_run
     config.stash[STATE] = state
     config.pluginmanager.register(AblationHooks(state), "ablate")
     if not hasattr(config, "workerinput"):  # results are kept and written by the process that owns the session
         from .adapter.finish import SessionEnd
         from .adapter.recorder import ResultsRecorder
 
-        config.pluginmanager.register(ResultsRecorder(state.store, prepared, config), "ablate-recorder")
+        recorder = ResultsRecorder(state.store, prepared, config, state.records_run)
+        config.pluginmanager.register(recorder, "ablate-recorder")
         config.pluginmanager.register(SessionEnd(state, config), "ablate-end")
     for feature in matrix.features:
         what = f": {feature.description}" if feature.description else ""

@@ -18,7 +18,7 @@ case "$leg" in
   oldest)
     "${install[@]}" packaging   # for reading the lower bounds; the constraints then set its own version
     "$venv/bin/python" scripts/lower-bounds.py pyproject.toml > "$venv/lower-bounds.txt"
-    "${install[@]}" -c "$venv/lower-bounds.txt" -e '.[test]' ;;
+    "${install[@]}" --upgrade --upgrade-strategy eager -c "$venv/lower-bounds.txt" -e '.[test]' ;;
   *)
     echo "usage: bash scripts/test-env.sh newest|oldest" >&2; exit 2 ;;
 esac

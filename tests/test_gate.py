@@ -64,7 +64,7 @@ def test_an_unchanged_night_passes_and_a_30_percent_slower_row_is_relaunched_and
     same.stdout.fnmatch_lines(["against 4 earlier nights (gate 5%): 2 cases, 0 regressions, 0 cleared on relaunch"])
 
     started = len((pytester.path / "launches").read_text())
-    slow = night(pytester, "slow", matrix(slow_row="other"), *history)
+    slow = night(pytester, "slow", matrix(slow_row="other"), *history, "--benchmark-json=slow.json")
     slow.assert_outcomes(passed=6, skipped=2)  # the slow row relaunched twice, the other not
     assert slow.ret == pytest.ExitCode.TESTS_FAILED
     assert len((pytester.path / "launches").read_text()) - started == 6
@@ -74,6 +74,8 @@ def test_an_unchanged_night_passes_and_a_30_percent_slower_row_is_relaunched_and
     assert -0.4 < other["change"] < -0.2
     assert verdicts["fast-single"]["verdict"] == "within the noise"
     slow.stdout.fnmatch_lines(["*1 regressions*", "  other-single: regression (confirmed) (-*%)"])
+    names = {b["fullname"] for b in json.loads((pytester.path / "slow.json").read_text())["benchmarks"]}
+    assert names == {"m.yaml::test_single[fast-single]", "m.yaml::test_single[other-single]"}  # one per case
     report = (pytester.path / "slow" / "report.md").read_text()
     assert "## Compared with history" in report and "| regression (confirmed) " in report
 
@@ -82,6 +84,7 @@ def test_a_bad_gate_value_is_one_usage_error(pytester: pytest.Pytester) -> None:
     result = night(pytester, "x", matrix(), "--ablate-gate", "five")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ablate-gate: expected a percentage between 0 and 100, such as 5%, got 'five'"])
+    assert night(pytester, "x", matrix(), "--ablate-gate", "0.05").ret == pytest.ExitCode.USAGE_ERROR  # 5 % or 0.05 %?
     missing = night(pytester, "x", matrix(), "--ablate-history", "nowhere")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*--ablate-history: no results file at nowhere*"])

@@ -52,3 +52,25 @@ def test_a_row_whose_flags_changed_is_not_compared_and_a_new_engine_version_is_n
     judged = older.judge("a-single", "single", tonight, 2)
     assert judged.nights_compared == 4 and judged.engine_versions == ("0.5.14",)
     assert judged.to_json()["history_engine_versions"] == ["0.5.14"]
+
+
+def test_a_case_relaunched_only_because_another_case_of_its_row_was_flagged_keeps_its_first_verdict() -> None:
+    history = Gate([night(100, 101), night(99, 100), night(101, 100), night(100, 99)], 0.05, 2)
+    tonight = [record(100, 1), record(100.5, 2), record(99.5, 3), record(100, 4)]  # 3 and 4: the row's relaunches
+    judged = history.judge("a-single", "single", tonight, 2)
+    assert judged.verdict == "within the noise" and judged.relaunched == 2
+
+
+def test_gate_json_has_no_nan_and_a_broken_history_line_is_skipped(tmp_path: Path) -> None:
+    import json
+
+    from pytest_sglang_ablate.results.history import load
+
+    tonight = [record(100, 1), record(101, 2)]
+    judged = Gate([], 0.05, 2).judge("a-single", "single", tonight, 2)
+    assert judged.verdict == "too little history"
+    json.dumps(judged.to_json(), allow_nan=False)  # raises on NaN
+    path = tmp_path / "results.jsonl"
+    path.write_text('[1, 2]\nnull\n{"matrix": "m", "case": \n' + json.dumps(record(100).to_json()) + "\n")
+    (only,) = load([tmp_path], "m")
+    assert only.values("a-single") == [100]

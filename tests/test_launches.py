@@ -83,6 +83,13 @@ def test_resume_measures_only_the_launches_a_case_lacks(pytester: pytest.Pyteste
     assert {(r["case"], r["launch"]) for r in lines(pytester)} == {
         (case, launch) for case in ("radix_cache-single", "nextn-single") for launch in (1, 2, 3)
     }
+    assert len({r["run"] for r in lines(pytester)}) == 1  # the resumed run's records carry the run they continue
+    again = ablate(pytester, "-k", "nextn-single")  # a new run, not resumed: its one launch replaces the three
+    again.assert_outcomes(passed=1, deselected=3)
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    single = report.split("## Single query")[1].split("##")[0]
+    nextn = next(line for line in single.splitlines() if line.startswith("| yes") and line.split("|")[-2].strip())
+    assert "(3)" not in nextn and "[" not in nextn
 
 
 def test_a_bad_launch_count_on_the_command_line_is_one_usage_error(pytester: pytest.Pytester) -> None:

@@ -230,3 +230,13 @@ def test_one_failed_launch_fails_the_combined_case_and_resume_redoes_only_that_l
     assert (a.outcome, a.failure_class) == ("error", "oom")
     assert a.figures is not None and a.figures["tps_at_1"] == 100.0  # the launch that passed still counts
     assert store.done("tiny", "0.5.3") == {("a", 1)}
+
+
+def test_a_later_run_of_a_case_replaces_an_earlier_runs_launches_instead_of_joining_them(tmp_path: Path) -> None:
+    store = Store(tmp_path, set())
+    for launch in (1, 2, 3):
+        store.append(record(case="a", figures={"tps_at_1": 100.0}, launch=launch, launches=3, run="r1"))
+    store.append(record(case="a", figures={"tps_at_1": 50.0}, launch=1, launches=1, run="r2"))
+    (a,) = store.latest("tiny")
+    assert a.figures is not None and a.figures["tps_at_1"] == 50.0 and a.launches == 1
+    assert [r.launch for r in store.of_run("tiny", "r1")] == [1, 2, 3] and store.last_run("tiny") == "r2"

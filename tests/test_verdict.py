@@ -81,3 +81,15 @@ def test_the_detectable_size_shrinks_with_launches_and_says_when_only_more_histo
     assert needed == 1 or verdict.gate_detectable(quiet, needed - 1, 2, 0.05) > 0.10
     drifting = verdict.noise([[100.0, 100.0], [130.0, 130.0], [80.0, 80.0], [120.0, 120.0]])  # nights differ
     assert drifting is not None and verdict.launches_needed(drifting, 0.10, 2, 0.05) is None
+
+
+def test_an_improvement_over_a_history_without_spread_is_still_an_improvement() -> None:
+    flat = [[100.0, 100.0]] * 4
+    assert verdict.judge([120.0, 120.0], flat).verdict == verdict.IMPROVED
+    assert verdict.judge([80.0, 80.0], flat).verdict == verdict.REGRESSION
+
+
+def test_a_latency_ten_percent_higher_is_ten_percent_worse() -> None:
+    history = [[10.0, 10.01, 9.99]] * 5
+    slower = verdict.judge([11.0, 11.0, 11.0], history, threshold=0.095, higher_is_better=False)
+    assert slower.verdict == verdict.REGRESSION  # 10 % worse clears a 9.5 % gate (1 - 1/1.1 would be 9.1 %)

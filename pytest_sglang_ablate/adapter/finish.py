@@ -51,7 +51,7 @@ def write_gate(state: State) -> list[dict[str, Any]] | None:
     if state.gate is None:
         return None
     ablation = state.prepared.ablation
-    records = [r for r in state.store.load() if r.matrix == ablation.matrix.name]
+    records = state.store.of_run(ablation.matrix.name, state.records_run)  # tonight's, not an earlier run's
     judged = []
     for case in ablation.cases:
         tonight = [r for r in records if r.case == case.id]
@@ -60,7 +60,7 @@ def write_gate(state: State) -> list[dict[str, Any]] | None:
     path = state.settings.out / "gate.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = {"nights": len(state.gate.nights), "gate": state.gate.threshold, "confirm": state.gate.confirm}
-    path.write_text(json.dumps({**summary, "cases": judged}, indent=1), encoding="utf-8")
+    path.write_text(json.dumps({**summary, "cases": judged}, indent=1, allow_nan=False), encoding="utf-8")
     return judged
 
 

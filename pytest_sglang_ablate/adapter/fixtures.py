@@ -103,7 +103,7 @@ class RelaunchNotNeeded(pytest.skip.Exception):  # type: ignore[name-defined,mis
 def _relaunch_needed(state: State, row: Row) -> str | None:
     """The first case of the row tonight's launches flag against the history, or None."""
     assert state.gate is not None
-    records = [r for r in state.store.load() if r.matrix == state.prepared.ablation.matrix.name]
+    records = state.store.of_run(state.prepared.ablation.matrix.name, state.records_run)
     for case in state.selected:
         if case.row.id == row.id:
             tonight = [r for r in records if r.case == case.id]

@@ -144,9 +144,10 @@ def _gate(config: pytest.Config) -> tuple[tuple[Path, ...], float, int]:
     gate = 0.05
     if value:
         try:
-            gate = float(str(value).rstrip("%")) / 100
+            number = float(str(value).rstrip("%"))
         except ValueError:
-            gate = -1.0
+            number = -1.0
+        gate = number / 100 if str(value).endswith("%") or number >= 1 else -1.0  # a bare 0.05 is ambiguous
         if not 0 < gate < 1:
             raise pytest.UsageError(f"{where}: expected a percentage between 0 and 100, such as 5%, got {value!r}")
     value, where = config.getoption("ablate_confirm"), "--ablate-confirm"

@@ -37,8 +37,8 @@ def failure_text(report: pytest.TestReport) -> str:
 
 
 class ResultsRecorder:
-    def __init__(self, store: Store, prepared: Prepared, config: pytest.Config) -> None:
-        self.store, self.prepared, self.config = store, prepared, config
+    def __init__(self, store: Store, prepared: Prepared, config: pytest.Config, run: str = "") -> None:
+        self.store, self.prepared, self.config, self.run = store, prepared, config, run
         self.cases = {c.id: c for c in prepared.ablation.cases}
         # rows of several launches: each case's records and samples so far, and its one benchmark entry
         self.launches: dict[str, dict[int, tuple[CaseResult, list[float]]]] = {}
@@ -72,12 +72,13 @@ class ResultsRecorder:
             report.duration,
             failure_phase=props.get(PHASE) if failure_class else None,
             launch=int(props.get(LAUNCH, 1)),
+            run=self.run,
         )
         self.store.append(record)
         session = self.config.pluginmanager.get_plugin("pytest-benchmark")
         if session is None or not report.passed or not measured or not measured["samples"]:
             return
-        if case.row.launches == 1:
+        if case.row.launches == 1 and record.launch == 1:
             session.benchmarks.append(
                 entry(report.nodeid, measured["group"], measured["samples"], measured["extra_info"])
             )
@@ -85,11 +86,12 @@ class ResultsRecorder:
         self.launch_entry(session, case.id, record, measured, report.nodeid)
 
     def launch_entry(self, session: Any, case: str, record: CaseResult, measured: dict[str, Any], nodeid: str) -> None:
-        """A case of several launches keeps one benchmark entry, under its name without the launch: one sample per
-        launch (the median of its repetitions; the launch is the unit), the figures combined over launches."""
+        """A case of several launches (or relaunched by the gate) keeps one benchmark entry, under its name without
+        the launch: one sample per launch (the median of its repetitions; the launch is the unit), the figures
+        combined over launches."""
         import statistics
 
-        from ..results.benchmark import entry
+        from ..results.benchmark import entry, stable_nodeid
         from ..results.launches import combine
 
         so_far = self.launches.setdefault(case, {})
@@ -97,7 +99,8 @@ class ResultsRecorder:
         done = [so_far[k] for k in sorted(so_far)]
         combined = combine([r for r, _ in done])
         samples = [statistics.median(s) for _, s in done]
-        new = entry(re.sub(r"-launch\d+\]$", "]", nodeid), measured["group"], samples, combined.figures or {})
+        name = re.sub(r"-(launch|confirm)\d+\]$", "]", stable_nodeid(nodeid))  # xdist's "@group" off first
+        new = entry(name, measured["group"], samples, combined.figures or {})
         old = self.entries.get(case)
         session.benchmarks[:] = [b for b in session.benchmarks if b is not old] + [new]
         self.entries[case] = new

@@ -35,6 +35,7 @@ class State:
     activity: Activity = field(init=False)  # when each row's server ran, for overlap notes
     run_dir: Path = field(init=False)
     gate: Gate | None = None  # --ablate-history: tonight against earlier nights
+    records_run: str = ""  # the run id this run's records carry (the resumed run's with --ablate-resume)
 
     def share(self, run_id: str, exclusive: bool) -> None:
         """The run directory all workers of this run (one xdist testrunuid) share."""

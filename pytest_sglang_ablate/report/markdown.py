@@ -241,8 +241,11 @@ def history(gate: Sequence[dict[str, Any]], order: Sequence[str] = ()) -> str:
 
 
 def compare(records: list[CaseResult], baseline: list[CaseResult]) -> str:
-    """Each case's headline metric against the baseline run's, regressions first; the band is the two runs'
-    own spread (min-max over repetitions), so a change inside it is noise."""
+    """Each case's headline metric against the baseline run's, regressions first. Where both runs have several
+    launches, the band is the ratio's 95 % interval over launches (results/verdict.py); else the two runs' own
+    spread over repetitions (min-max), which misses the noise between launches and says so."""
+    from ..results import verdict as stats
+
     base = {r.case: r for r in baseline}
     rows = []
     for r in records:
@@ -251,11 +254,18 @@ def compare(records: list[CaseResult], baseline: list[CaseResult]) -> str:
         if now is None or then is None or b is None:
             continue
         ratio = now[1] / then[1]
+        launches = (_launch_values(r, now[0]), _launch_values(b, now[0]))
+        result = stats.ratio(*launches) if min(len(v) for v in launches) >= 2 else None
+        if result is not None and result.low is not None and result.high is not None:
+            said = {stats.FASTER: "improvement", stats.SLOWER: "regression"}.get(result.verdict, "within noise")
+            band = f"[{result.low:.3f}-{result.high:.3f}] ({len(launches[0])} / {len(launches[1])} launches)"
+            rows.append([r.case, now[0], _num(then[1]), _num(now[1]), f"{result.value:.3f}", band, said])
+            continue
         spread_key = f"{now[0]}_spread"
         bands = [(x.figures or {}).get(spread_key) or {} for x in (r, b)]
         noise = max(((s.get("max", 0) - s.get("min", 0)) / s["median"] for s in bands if s.get("median")), default=0.0)
         verdict = "regression" if ratio < 1 - noise else "improvement" if ratio > 1 + noise else "within noise"
-        rows.append([r.case, now[0], _num(then[1]), _num(now[1]), f"{ratio:.3f}", f"±{noise:.1%}", verdict])
+        rows.append([r.case, now[0], _num(then[1]), _num(now[1]), f"{ratio:.3f}", f"±{noise:.1%} (repeats)", verdict])
     rows.sort(key=lambda row: float(row[4]))
     if not rows:
         return "(no case measured in both runs)"

@@ -90,8 +90,8 @@ def load(paths: Sequence[Path], matrix: str) -> list[Night]:
         for line in results_file(path).read_text(encoding="utf-8").splitlines():
             try:
                 record = CaseResult.from_json(json.loads(line))
-            except (ValueError, TypeError):
-                continue  # a line cut short by a kill
+            except (ValueError, TypeError, AttributeError):
+                continue  # a line cut short by a kill, or not a record
             if record.matrix == matrix:
                 cases.setdefault(record.case, []).append(record)
         nights.append(Night(results_file(path), cases))
@@ -128,24 +128,30 @@ class CaseGate:
     relaunched: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as gate.json keeps it: strict JSON (a figure there is none of is null, never NaN)."""
         j = self.judgement
-        return {
+
+        def num(value: float | None) -> float | None:
+            return value if value is not None and math.isfinite(value) else None
+
+        out = {
             "case": self.case,
             "metric": self.metric,
             "verdict": self.verdict,
             "nights": self.nights_compared,
             "nights_with_other_flags": self.nights_skipped,
             "history_engine_versions": list(self.engine_versions),
-            "history_median": j.history_median if j else None,
-            "history_range": [j.history_low, j.history_high] if j else None,
-            "tonight": j.tonight if j else None,
-            "change": j.change if j else None,
-            "p": j.p if j else None,
-            "detectable": j.detectable if j else None,
+            "history_median": num(j.history_median) if j else None,
+            "history_range": [num(j.history_low), num(j.history_high)] if j and num(j.history_median) else None,
+            "tonight": num(j.tonight) if j else None,
+            "change": num(j.change) if j else None,
+            "p": num(j.p) if j else None,
+            "detectable": num(j.detectable) if j else None,
             "launches": j.launches if j else 0,
             "relaunched": self.relaunched,
             "launches_needed_for_twice_the_gate": self.needed,
         }
+        return out
 
 
 @dataclass
@@ -184,7 +190,9 @@ class Gate:
         first = launch_values([r for r in tonight if r.launch is not None and r.launch <= launches])
         every = launch_values(tonight)
         relaunched = len(every) - len(first)
-        if self.confirm and relaunched:  # flagged: decided on every launch at the confirmation's alpha
+        # flagged (its row relaunched for this case, not only for another of the row's cases): decided on every
+        # launch at the confirmation's alpha
+        if self.confirm and relaunched and self.flagged(case, kind, tonight, launches):
             result = verdict.judge(every, nights, self.threshold, verdict.CONFIRM_ALPHA)
             said = CONFIRMED if result.verdict == verdict.REGRESSION else CLEARED
         else:
@@ -197,10 +205,6 @@ class Gate:
         needed = None
         if history is not None and history.nights >= 3:
             needed = verdict.launches_needed(history, 2 * self.threshold, self.confirm, self.threshold)
-            detectable = (
-                verdict.gate_detectable(history, len(first), self.confirm, self.threshold)
-                if self.confirm
-                else verdict.detectable(history, len(first), verdict.CONFIRM_ALPHA, verdict.POWER, self.threshold)
-            )
+            detectable = verdict.gate_detectable(history, len(first), self.confirm, self.threshold)
             result = dataclasses.replace(result, detectable=detectable)
         return CaseGate(case, metric, said, result, len(nights), other, versions, needed, relaunched)

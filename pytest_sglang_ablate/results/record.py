@@ -39,6 +39,8 @@ class CaseResult:
     launches: int = 1  # fresh servers the row asked for
     # which of them measured this record; None in a record that combines every launch (results/launches.py)
     launch: int | None = 1
+    # the run that measured it (xdist's testrunuid; --ablate-resume carries the resumed run's); "" in older files
+    run: str = ""
 
     @staticmethod
     def of(
@@ -53,6 +55,7 @@ class CaseResult:
         duration_s: float,
         failure_phase: str | None = None,
         launch: int = 1,
+        run: str = "",
     ) -> CaseResult:
         lines = [line.strip() for line in failure_text.strip().splitlines() if line.strip()]
         # the error's first line, and for server failures the log line that decided the class
@@ -80,6 +83,7 @@ class CaseResult:
             duration_s=duration_s,
             launches=case.row.launches,
             launch=launch,
+            run=run,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -55,12 +55,24 @@ class Store:
                 continue
         return out
 
+    def last_run(self, matrix: str) -> str | None:
+        """The run of this matrix's last record (what --ablate-resume continues)."""
+        runs = [r.run for r in self.load() if r.matrix == matrix]
+        return runs[-1] if runs else None
+
+    def of_run(self, matrix: str, run: str) -> list[CaseResult]:
+        """This matrix's records from one run (tonight's, for the gate)."""
+        return [r for r in self.load() if r.matrix == matrix and r.run == run]
+
     def latest(self, matrix: str) -> list[CaseResult]:
-        """Each case of this matrix as its last records say (a resumed or repeated run overrides earlier ones): the
-        last record of each launch, combined into one where the row has several launches (results/launches.py)."""
+        """Each case of this matrix as the last run that measured it says (a later run overrides earlier ones; a
+        resumed run is the run it resumed): the last record of each of that run's launches, combined into one where
+        the row has several launches (results/launches.py)."""
         from .launches import combine
 
-        by_launch = {(r.case, r.launch): r for r in self.load() if r.matrix == matrix and r.launch is not None}
+        records = [r for r in self.load() if r.matrix == matrix and r.launch is not None]
+        run_of = {r.case: r.run for r in records}  # each case's last run
+        by_launch = {(r.case, r.launch): r for r in records if r.run == run_of[r.case]}
         by_case: dict[str, list[CaseResult]] = {}
         for (case, _), record in sorted(by_launch.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             by_case.setdefault(case, []).append(record)

@@ -179,7 +179,10 @@ def detectable(history: Noise, launches: int, alpha: float, power: float, thresh
 def gate_detectable(history: Noise, launches: int, confirm: int, threshold: float) -> float:
     """The smallest regression the two-stage gate catches with 95 % power: flagged on `launches` launches at
     SCREEN_ALPHA, then confirmed on `launches + confirm` at CONFIRM_ALPHA. Each stage is given the square root of
-    the power, so that both pass together at least that often."""
+    the power, so that both pass together at least that often. Without relaunches (`confirm` 0) the one decision
+    is at CONFIRM_ALPHA."""
+    if not confirm:
+        return detectable(history, launches, CONFIRM_ALPHA, POWER, threshold)
     each = math.sqrt(POWER)
     return max(
         detectable(history, launches, SCREEN_ALPHA, each, threshold),
@@ -235,8 +238,9 @@ def judge(
     worse = -diff if higher_is_better else diff
     sd = history.predictive_sd(len(now))
     p = 1 - t_cdf(worse / sd, history.nights - 1) if sd > 0 else (0.0 if worse > 0 else 1.0)
-    size = 1 - math.exp(-worse)  # how much worse, as a fraction of the history's figure
-    better = 1 - t_cdf(-worse / sd, history.nights - 1) if sd > 0 else 1.0
+    # how much worse, as a fraction of the history's figure: a throughput lower, a latency higher
+    size = 1 - math.exp(-worse) if higher_is_better else math.exp(worse) - 1
+    better = 1 - t_cdf(-worse / sd, history.nights - 1) if sd > 0 else (0.0 if worse < 0 else 1.0)
     verdict = REGRESSION if p < alpha and size > threshold else IMPROVED if better < alpha else CLEAR
     return Judgement(
         verdict,
