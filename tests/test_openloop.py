@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from matrices import STANDIN
+from matrices import STANDIN, standin_matrix
 
 from pytest_sglang_ablate.measure.loadgen import Client, Endpoint, encode
 from pytest_sglang_ablate.measure.openloop import CONSTANT, arrivals, open_loop
@@ -108,3 +109,53 @@ def test_a_full_cap_holds_users_and_their_wait_counts_in_their_latency(standin: 
     ttft = [r.chunk_times[0] - r.start for r in records]
     assert ttft[0] < 0.1 and ttft[-1] > 1.5  # the last user waited about 30/10 - 30/40 s for a slot
     assert schedule.lateness_p99_ms() < 20  # the client itself kept the schedule; the server could not
+
+
+RATE_MATRIX = standin_matrix(
+    """
+    features:
+      radix_cache: {off: {disable-radix-cache: true}}
+    rows:
+      - [radix_cache]
+    workloads:
+      batch:
+        kind: batch
+        input_len: 8
+        output_len: 8
+        levels: [{concurrency: 2, requests: 4}, {rate: 20, requests: 40, arrival: constant, max_in_flight: 8}]
+    """
+)
+
+
+def test_a_rate_level_sends_its_users_on_schedule_and_says_how_well_the_client_kept_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", m=RATE_MATRIX)
+    pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+    path = pytester.path / "ablate-results" / "results.jsonl"
+    records = {r["case"]: r for r in map(json.loads, path.read_text().splitlines())}
+    rate = records["radix_cache-batch-r20"]
+    assert (rate["rate"], rate["concurrency"], rate["outcome"]) == (20, 8, "passed")
+    figures = rate["figures"]
+    assert figures["rate"] == 20 and figures["arrival"] == "constant" and figures["schedule_lateness_p99_ms"] < 20
+    assert figures["held_for_a_slot"] == 0 and 1 <= figures["most_in_flight"] <= 8
+    # 40 users at 20/s: the level lasts about 2 s whatever the server's speed (8 tokens at 500/s each)
+    assert 1.9 < figures["duration_s"] < 2.5 and figures["request_throughput"] == pytest.approx(20, rel=0.1)
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "| 20/s " in report and "| 2 " in report  # the rate level beside the closed-loop one
+
+
+def test_a_rate_level_refuses_what_the_open_loop_does_not_do(tmp_path: Any) -> None:
+    from pytest_sglang_ablate.errors import MatrixError
+    from pytest_sglang_ablate.matrix.parse import load_matrix
+
+    text = RATE_MATRIX.replace("output_len: 8\n", "output_len: 8\n    client_processes: 2\n")
+    (tmp_path / "m.yaml").write_text(text)
+    with pytest.raises(MatrixError, match=re.escape("a rate level (open loop) runs in one client process of ours")):
+        load_matrix(tmp_path / "m.yaml", "m.yaml")
+    (tmp_path / "m.yaml").write_text(RATE_MATRIX.replace("arrival: constant", "arrival: bursty"))
+    with pytest.raises(MatrixError, match=r"levels\[1\]\.arrival: expected poisson or constant"):
+        load_matrix(tmp_path / "m.yaml", "m.yaml")
+    (tmp_path / "m.yaml").write_text(RATE_MATRIX.replace("{concurrency: 2, requests: 4}", "{requests: 4}"))
+    with pytest.raises(MatrixError, match=re.escape("missing required key 'concurrency' (or 'rate'")):
+        load_matrix(tmp_path / "m.yaml", "m.yaml")

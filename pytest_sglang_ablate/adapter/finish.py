@@ -79,7 +79,7 @@ def write_report(state: State, pngs: Sequence[Path], gate: list[dict[str, Any]] 
     if state.gate is not None:  # the history's launch spread, for rows measured once tonight
         from ..results.history import level_noise
 
-        levels = {c.id: (c.workload.name, c.level.concurrency if c.level else None) for c in ablation.cases}
+        levels = {c.id: (c.workload.name, c.level.label if c.level else None) for c in ablation.cases}
         earlier = level_noise(state.gate.nights, levels)
     gpus = gpu.describe()
     return markdown.write(matrix, records, out, version, gpus, state.secrets, before, order, pngs, gate, earlier)

@@ -16,10 +16,17 @@ from .args import Args
 
 @dataclass(frozen=True)
 class Level:
-    concurrency: int
+    concurrency: int  # requests in flight; for a rate level, the most it lets be in flight (`max_in_flight`)
     requests: int
     repeat: int | None = None  # None: the workload's `repeat`
     cross_check_tolerance: float | None = None  # None: the workload's
+    rate: float | None = None  # open loop: users arriving per second (measure/openloop.py); None: closed loop
+    arrival: str = "poisson"  # a rate level's arrivals: poisson or constant
+
+    @property
+    def label(self) -> str:
+        """How ids and tables name the level: c16 (16 in flight), r8 (8 arrivals a second)."""
+        return f"r{self.rate:g}" if self.rate is not None else f"c{self.concurrency}"
 
 
 @dataclass(frozen=True)

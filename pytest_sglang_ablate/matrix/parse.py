@@ -284,7 +284,9 @@ BATCH_KEYS = {
     "cross_check": False,
     "cross_check_tolerance": False,
 }
-LEVEL_KEYS = {"concurrency": True, "requests": False, "repeat": False, "cross_check_tolerance": False}
+LEVEL_KEYS = {"concurrency": False, "requests": False, "repeat": False, "cross_check_tolerance": False}
+RATE_KEYS = {"rate": True, "requests": True, "arrival": False, "max_in_flight": False, "repeat": False}
+OPEN_LOOP_CAP = 1024  # a rate level's default cap on requests in flight
 
 
 def load_matrix(path: Path, shown_as: str | None = None) -> Matrix:
@@ -474,6 +476,26 @@ def _features(r: _Reader, top: LineDict) -> tuple[Feature, ...]:
 
 def _level(r: _Reader, value: Any, container: Any, key: Any, path: str) -> Level:
     body = r.mapping(value, container, key, path)
+    if "rate" in body:  # open loop: users arrive at a rate, whatever the server does
+        r.keys(body, RATE_KEYS, path)
+        rate = float(r.number(body["rate"], body, "rate", f"{path}.rate", lo=0.001))
+        n = r.integer(body["requests"], body, "requests", f"{path}.requests", minimum=1)
+        cap = r.integer(
+            body.get("max_in_flight", OPEN_LOOP_CAP), body, "max_in_flight", f"{path}.max_in_flight", minimum=1
+        )
+        arrival = body.get("arrival", "poisson")
+        if arrival not in ("poisson", "constant"):
+            raise r.fail(body, "arrival", f"{path}.arrival", f"expected poisson or constant, got {_kind(arrival)}")
+        repeat = (
+            None
+            if body.get("repeat") is None
+            else r.integer(body["repeat"], body, "repeat", f"{path}.repeat", minimum=1)
+        )
+        return Level(cap, n, repeat, None, rate, str(arrival))
+    if "concurrency" not in body:
+        raise MatrixError(
+            r.file, body.line or None, path, "missing required key 'concurrency' (or 'rate', for arrivals per second)"
+        )
     r.keys(body, LEVEL_KEYS, path)
     c = r.integer(body["concurrency"], body, "concurrency", f"{path}.concurrency", minimum=1)
     n = r.integer(body.get("requests", 2 * c), body, "requests", f"{path}.requests", minimum=1)
@@ -544,11 +566,12 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
         levels: list[Level] = []
         for i, lv in enumerate(levels_raw):
             level = _level(r, lv, levels_raw, i, f"{path}.levels[{i}]")
-            if any(x.concurrency == level.concurrency for x in levels):
-                raise r.fail(levels_raw, i, f"{path}.levels[{i}]", f"concurrency {level.concurrency} is listed twice")
+            if any(x.label == level.label for x in levels):
+                what = f"rate {level.rate:g}" if level.rate is not None else f"concurrency {level.concurrency}"
+                raise r.fail(levels_raw, i, f"{path}.levels[{i}]", f"{what} is listed twice")
             levels.append(level)
         warmup = body.get("warmup")
-        return BatchWorkload(
+        workload = BatchWorkload(
             name=name,
             input_len=r.integer(body["input_len"], body, "input_len", f"{path}.input_len", minimum=1),
             output_len=r.integer(body["output_len"], body, "output_len", f"{path}.output_len", minimum=1),
@@ -574,6 +597,21 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
             cross_check=_cross_check(r, body, path),
             cross_check_tolerance=_number(r, body, "cross_check_tolerance", path, 0.05, 0, 1),
         )
+        if any(level.rate is not None for level in levels):
+            unsupported = [
+                f"{key}: {body[key]}"
+                for key, default in (("client_processes", 1), ("client", "ours"), ("cross_check", None))
+                if body.get(key, default) != default
+            ]
+            if unsupported:
+                raise r.fail(
+                    body,
+                    "levels",
+                    f"{path}.levels",
+                    f"a rate level (open loop) runs in one client process of ours, without a cross-check; "
+                    f"this workload sets {', '.join(unsupported)}: give the rate levels a workload of their own",
+                )
+        return workload
     raise r.fail(
         body,
         "kind" if "kind" in body else None,

@@ -68,7 +68,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        level = f"-c{self.level.concurrency}" if self.level else ""
+        level = f"-{self.level.label}" if self.level else ""
         return f"{self.row.id}-{self.workload.name}{level}"
 
     @property

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..matrix.model import BatchWorkload, Level, SingleWorkload
 from . import metrics
+from .openloop import Schedule
 
 
 @dataclass
@@ -60,7 +61,11 @@ def single_measured(
 
 
 def batch_figures(
-    workload: BatchWorkload, level: Level, runs: list[metrics.LevelMetrics], accept: float | None
+    workload: BatchWorkload,
+    level: Level,
+    runs: list[metrics.LevelMetrics],
+    accept: float | None,
+    schedules: Sequence[Schedule] = (),
 ) -> dict[str, Any]:
     if not runs:
         return {
@@ -74,7 +79,19 @@ def batch_figures(
         return statistics.median(f(m) for m in runs)
 
     last = runs[-1]
+    open_loop = {}
+    if level.rate is not None:  # users arrived at a rate: the level's load, and how well the client kept it
+        open_loop = {
+            "rate": level.rate,
+            "arrival": level.arrival,
+            "max_in_flight": level.concurrency,
+            "schedule_lateness_p99_ms": max((s.lateness_p99_ms() for s in schedules), default=None),
+            "held_for_a_slot": max((s.held for s in schedules), default=None),
+            "most_in_flight": max((s.most_in_flight for s in schedules), default=None),
+            "latency_from": "each user's arrival (time waiting for a free slot included)",
+        }
     return {
+        **open_loop,
         "workload": workload.name,
         "api": workload.api,  # which API the requests went to: openai (/v1/completions) or native (/generate)
         "client": workload.client,  # which client measured: ours, or openai (AsyncOpenAI threads)

@@ -21,6 +21,7 @@ from .cpus import pinned
 from .figures import Measured, batch_figures, single_measured
 from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
 from .openai_client import closed_loop_openai
+from .openloop import Schedule, arrivals, open_loop
 
 Progress = Callable[[str], None]
 
@@ -134,7 +135,8 @@ def _requests(
 
 def _seed(workload: BatchWorkload, level: Level, repetition: int, role: int) -> int:
     # a different seed for every level, repetition and role (measure, burst, warm-up): no cross-level prefix hits
-    return workload.seed * 1_000_003 + level.concurrency * 10_007 + repetition * 101 + role
+    rate = round((level.rate or 0) * 1000)
+    return workload.seed * 1_000_003 + level.concurrency * 10_007 + rate * 7 + repetition * 101 + role
 
 
 def _run(
@@ -144,11 +146,17 @@ def _run(
     seed: int,
     max_tokens: int,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[RequestRecord], metrics.LevelMetrics]:
+) -> tuple[list[RequestRecord], metrics.LevelMetrics, Schedule | None]:
     path, bodies = _requests(server, workload, prompts(workload, level.requests, seed), max_tokens)
     endpoint = _endpoint(server)
+    schedule = None
     with pinned(workload.client_cpus or server.client_cpus):
-        if workload.client == "openai":  # the seed page's method: AsyncOpenAI clients in a thread pool
+        if level.rate is not None:  # open loop: each request when its user arrives (parse allows ours, one process)
+            encoded = [encode(endpoint, path, body) for body in bodies]
+            due = arrivals(level.rate, level.requests, level.arrival, seed)
+            client = Client(endpoint, workload.request_timeout)
+            records, health, schedule = asyncio.run(open_loop(client, encoded, due, level.concurrency, progress))
+        elif workload.client == "openai":  # the seed page's method: AsyncOpenAI clients in a thread pool
             records, health = closed_loop_openai(endpoint, workload.request_timeout, bodies, level.concurrency)
         else:
             encoded = [encode(endpoint, path, body) for body in bodies]
@@ -157,7 +165,7 @@ def _run(
                 endpoint, workload.request_timeout, encoded, level.concurrency, processes, progress
             )
     _check_server(server, records)
-    return records, metrics.level(records, level.concurrency, workload.input_len, health)
+    return records, metrics.level(records, level.concurrency, workload.input_len, health), schedule
 
 
 def warm_up(server: Server, workload: BatchWorkload) -> None:
@@ -169,15 +177,17 @@ def warm_up(server: Server, workload: BatchWorkload) -> None:
 
 
 def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: Progress | None = None) -> Measured:
-    """One measured level: flush the cache, a discarded burst at this concurrency, then `repeat` measured runs."""
+    """One measured level: flush the cache, a discarded burst at this concurrency (none for a rate level, whose
+    load is its arrivals), then `repeat` measured runs."""
     warm_up(server, workload)
     repeat = level.repeat or workload.repeat
     runs: list[metrics.LevelMetrics] = []
+    schedules: list[Schedule] = []
     theirs: list[dict[str, Any]] = []  # the cross-check's runs, each right after one of ours
     problems: list[str] = []
     for rep in range(repeat):
         server.flush_cache()
-        if workload.cold_start_burst:
+        if workload.cold_start_burst and level.rate is None:
             burst = Level(level.concurrency, level.concurrency)
             _run(server, workload, burst, _seed(workload, level, rep, 1), max_tokens=4)
 
@@ -187,11 +197,20 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
             if progress is not None:
                 rate = out_tokens / max(time.perf_counter() - began, 1e-9)
                 done_text = f"{done}/{level.requests} requests, {rate:,.0f} output tok/s"
-                progress(f"c{level.concurrency} run {rep + 1}/{repeat}: {done_text}")
+                progress(f"{level.label} run {rep + 1}/{repeat}: {done_text}")
 
-        _, m = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
+        _, m, schedule = _run(server, workload, level, _seed(workload, level, rep, 0), workload.output_len, tick)
         runs.append(m)
         problems += _guards(workload, m)
+        if schedule is not None:
+            schedules.append(schedule)
+            late = schedule.lateness_p99_ms()
+            if late > workload.loop_lag_limit_ms:
+                problems.append(
+                    f"the load generator sent its requests {late:.0f} ms late (p99; limit "
+                    f"{workload.loop_lag_limit_ms:g} ms): it could not keep the level's schedule, so the latencies "
+                    "are its own (a client error: lower the rate or free a CPU for the client)"
+                )
         if problems:
             break
         if workload.cross_check:  # the same level again, by the engine's own client, taking turns with ours
@@ -199,7 +218,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
             if "error" in theirs[-1]:
                 break
     accept = server.profile.accept_length(server.read_config())  # after the level: the engine's running average
-    figures = batch_figures(workload, level, runs, accept)
+    figures = batch_figures(workload, level, runs, accept, schedules)
     if theirs and not problems:
         figures["cross_check"] = cross_check.combine(theirs)
         tolerance = (
@@ -207,7 +226,7 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
         )
         problems += cross_check.differences(figures, figures["cross_check"], tolerance)
     return Measured(
-        group=f"batch {workload.name} c{level.concurrency}: s/token (input + output)",
+        group=f"batch {workload.name} {level.label}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
         extra_info=figures,
         problems=problems,

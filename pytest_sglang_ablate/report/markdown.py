@@ -103,7 +103,7 @@ def batch_table(records: list[CaseResult], notes: Notes) -> str:
             [
                 _runnable(r, notes),
                 ", ".join(r.features) or "(none)",
-                r.concurrency,
+                f"{r.rate:g}/s" if r.rate is not None else r.concurrency,
                 _figure(r, "throughput_tok_s"),
                 _figure(r, "per_request_decode_tok_s"),
                 r.requests,
@@ -152,6 +152,13 @@ def _launch_values(r: CaseResult, key: str) -> list[float]:
     return [float(figures[key])]
 
 
+def _level_order(level: str | None) -> tuple[int, float]:
+    """Closed-loop levels by concurrency, then open-loop ones by rate."""
+    if level is None:
+        return (0, 0.0)
+    return (1 if level.startswith("c") else 2, float(level[1:]))
+
+
 def attribution(
     records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None
 ) -> str:
@@ -165,7 +172,7 @@ def attribution(
     for r in records:
         h = _headline(r)
         if h is not None:
-            values[(frozenset(r.features), r.workload, r.concurrency)] = _launch_values(r, h[0])
+            values[(frozenset(r.features), r.workload, r.level)] = _launch_values(r, h[0])
     pooled = {
         level: verdict.pooled_sd([v for (_, w, c), v in values.items() if (w, c) == level])
         or (earlier or {}).get(level)
@@ -174,11 +181,11 @@ def attribution(
     table = []
     for f in features:
         pairs = [(on, w, c) for on, w, c in values if f in on and (on - {f}, w, c) in values]
-        for on, workload, conc in sorted(pairs, key=lambda k: (k[1], k[2] or 0, sorted(k[0]))):
+        for on, workload, conc in sorted(pairs, key=lambda k: (k[1], _level_order(k[2]), sorted(k[0]))):
             result = verdict.ratio(
                 values[(on, workload, conc)], values[(on - {f}, workload, conc)], pooled[(workload, conc)]
             )
-            metric = "TPS@1" if conc is None else f"throughput c{conc}"
+            metric = "TPS@1" if conc is None else f"throughput {conc}"
             table.append(
                 [
                     f,

@@ -40,7 +40,7 @@ def workloads(cases: list[Case]) -> str:
     for c in cases:
         parts.setdefault(c.workload.name, [])
         if c.level:
-            parts[c.workload.name].append(f"c{c.level.concurrency}")
+            parts[c.workload.name].append(c.level.label)
     return "; ".join(f"{name} {','.join(levels)}".strip() for name, levels in parts.items())
 
 

@@ -32,6 +32,7 @@ def _series(records: list[CaseResult]) -> dict[str, list[tuple[int, float, float
             r.kind == "batch"
             and r.outcome == "passed"
             and r.concurrency
+            and r.rate is None  # by concurrency: an open-loop level has none of its own
             and isinstance(value, float)
             and value == value
         ):

@@ -98,10 +98,10 @@ def load(paths: Sequence[Path], matrix: str) -> list[Night]:
     return nights
 
 
-def level_noise(nights: Sequence[Night], levels: dict[str, tuple[str, int | None]]) -> dict[Any, tuple[float, int]]:
+def level_noise(nights: Sequence[Night], levels: dict[str, tuple[str, str | None]]) -> dict[Any, tuple[float, int]]:
     """The launch spread at each (workload, concurrency) the history measured with several launches a night, pooled
     over its cases and nights: what a row ratio tonight can use where tonight's rows had one launch each."""
-    groups: dict[tuple[str, int | None], list[list[float]]] = {}
+    groups: dict[tuple[str, str | None], list[list[float]]] = {}
     for night in nights:
         for case, level in levels.items():
             groups.setdefault(level, []).append(night.values(case))

@@ -41,6 +41,14 @@ class CaseResult:
     launch: int | None = 1
     # the run that measured it (xdist's testrunuid; --ablate-resume carries the resumed run's); "" in older files
     run: str = ""
+    rate: float | None = None  # an open-loop level's arrivals per second (concurrency is then its cap in flight)
+
+    @property
+    def level(self) -> str | None:
+        """c16 or r8 for a batch level, as its case id ends; None for a single case."""
+        if self.rate is not None:
+            return f"r{self.rate:g}"
+        return f"c{self.concurrency}" if self.concurrency is not None else None
 
     @staticmethod
     def of(
@@ -84,6 +92,7 @@ class CaseResult:
             launches=case.row.launches,
             launch=launch,
             run=run,
+            rate=case.level.rate if case.level else None,
         )
 
     def to_json(self) -> dict[str, Any]:
