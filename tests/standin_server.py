@@ -25,6 +25,7 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
                       generator seeded with speed_seed=K (default 0), where i counts the launches in the file
                       STANDIN_LAUNCHES (each start of a stand-in with that file takes the next number)
   ttft_ms=T           the first token of each request comes T ms after the request (default 0)
+  max_running=N       generate for at most N requests at once; the others wait in a queue (a server at capacity)
   answer=TEXT         the chat answer's text, cycled over the tokens (default "tok"); reasoning=K puts the
                       first K tokens into reasoning_content instead
   burst=N             with tok_rate=0, send N token chunks per socket write (a fast server under load), default 1
@@ -245,6 +246,7 @@ class Server:
         self.answer = OPTIONS.get("answer") or "tok"
         self.reasoning = int(OPTIONS.get("reasoning") or 0)
         self.burst = int(OPTIONS.get("burst") or 1) if self.interval == 0 else 1
+        self.slots = asyncio.Semaphore(int(OPTIONS["max_running"])) if "max_running" in OPTIONS else None
         self.ranks_ready = args.nnodes <= 1  # rank 0 of several: ready once every rank has connected
         self.peers: list[asyncio.StreamWriter] = []  # rank 0: the other ranks' rendezvous connections
 
@@ -334,6 +336,9 @@ class Server:
                 )
                 self.reply(writer, 200, {"choices": [choice], "usage": self.usage(record)})
                 return
+            if self.slots is not None:
+                await self.slots.acquire()  # queued until a running request finishes
+                record["admitted"] = time.time()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             if chat:
                 self.event(writer, {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
@@ -385,6 +390,8 @@ class Server:
             self.event(writer, None)
             writer.write(b"0\r\n\r\n")
         finally:
+            if self.slots is not None and "admitted" in record:
+                self.slots.release()
             Stats.in_flight -= 1
             record["end"] = time.time()
             Stats.requests.append(record)

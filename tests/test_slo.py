@@ -3,9 +3,11 @@ of the true capacity, every probe kept, and "no load meets it" as an answer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
+from matrices import standin_matrix
 
 from pytest_sglang_ablate.measure.slo import Probe, misses, search
 
@@ -54,3 +56,39 @@ def test_a_missing_figure_misses_its_target() -> None:
     assert misses({"ttft_ms_p99": 10.0, "tpot_ms_p99": 10.0}, TARGETS) == []
     with pytest.raises(ValueError, match="0 < low <= high"):
         search(lambda load: Probe(load, ()), 4.0, 2.0)
+
+
+def test_on_a_server_that_runs_8_at_once_the_concurrency_capacity_is_8(pytester: pytest.Pytester) -> None:
+    """The stand-in generates for 8 requests at a time (100 ms each) and queues the rest: past 8 in flight the
+    queued requests' first token comes a whole request later, over the 50 ms target."""
+    pytester.makefile(
+        ".yaml",
+        m=standin_matrix(
+            """
+            features:
+              radix_cache: {off: {disable-radix-cache: true}}
+            rows:
+              - [radix_cache]
+            workloads:
+              capacity:
+                kind: slo
+                input_len: 8
+                output_len: 10
+                slo: {ttft_ms: {p99: 50}}
+                variable: concurrency
+                range: [1, 64]
+                requests: 24
+            """,
+            env="tok_rate=100,max_running=8",
+        ),
+    )
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    record = json.loads((pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()[0])
+    figures = record["figures"]
+    assert record["case"] == "radix_cache-capacity" and figures["capacity"] == 8 and figures["bounded"]
+    loads = [p["load"] for p in figures["probes"]]
+    assert loads[:5] == [1, 2, 4, 8, 16] and all(p["met"] == (p["load"] <= 8) for p in figures["probes"])
+    assert figures["goodput_req_s"] > 0
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "## Capacity at the SLO" in report and "| 8 in flight (best) " in report

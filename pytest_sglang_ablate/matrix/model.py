@@ -67,7 +67,28 @@ class BatchWorkload:
     kind: str = "batch"
 
 
-Workload = SingleWorkload | BatchWorkload
+@dataclass(frozen=True)
+class SloWorkload:
+    """Capacity under latency targets (measure/slo.py): the largest rate or concurrency whose probe meets every
+    target. Each probe is a batch level of `batch`'s request shape and client settings."""
+
+    name: str
+    batch: BatchWorkload  # input/output lengths, API, seed, client guards; its levels are the probes
+    targets: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]  # (("ttft_ms", (("p99", 2000.0),)), ...)
+    variable: str = "rate"  # "rate" (open loop) or "concurrency" (closed loop)
+    low: float = 1.0
+    high: float = 256.0
+    resolution: float = 0.1
+    requests: int = 200  # per probe (a concurrency probe sends at least twice its concurrency)
+    arrival: str = "poisson"
+    max_in_flight: int = 1024
+    kind: str = "slo"
+
+    def target_map(self) -> dict[str, dict[str, float]]:
+        return {metric: dict(pcts) for metric, pcts in self.targets}
+
+
+Workload = SingleWorkload | BatchWorkload | SloWorkload
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .model import (
     RowSpec,
     ServerSettings,
     SingleWorkload,
+    SloWorkload,
     Workload,
 )
 from .yamlsource import LineDict, LineList, line_of, load
@@ -284,6 +285,19 @@ BATCH_KEYS = {
     "cross_check": False,
     "cross_check_tolerance": False,
 }
+SLO_KEYS = {
+    **{k: v for k, v in BATCH_KEYS.items() if k not in ("levels", "cross_check", "cross_check_tolerance", "client")},
+    "client_processes": False,
+    "slo": True,
+    "variable": False,
+    "range": False,
+    "resolution": False,
+    "requests": False,
+    "arrival": False,
+    "max_in_flight": False,
+}
+SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+SLO_PERCENTILES = ("mean", "p50", "p90", "p99")
 LEVEL_KEYS = {"concurrency": False, "requests": False, "repeat": False, "cross_check_tolerance": False}
 RATE_KEYS = {"rate": True, "requests": True, "arrival": False, "max_in_flight": False, "repeat": False}
 OPEN_LOOP_CAP = 1024  # a rate level's default cap on requests in flight
@@ -612,11 +626,77 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
                     f"this workload sets {', '.join(unsupported)}: give the rate levels a workload of their own",
                 )
         return workload
+    if kind == "slo":
+        return _slo(r, name, body, path)
     raise r.fail(
         body,
         "kind" if "kind" in body else None,
         f"{path}.kind",
-        f"expected kind: single or kind: batch, got {_kind(kind)}",
+        f"expected kind: single, batch or slo, got {_kind(kind)}",
+    )
+
+
+def _slo(r: _Reader, name: str, body: LineDict, path: str) -> SloWorkload:
+    r.keys(body, SLO_KEYS, path)
+    if body.get("client_processes", 1) != 1:
+        raise r.fail(
+            body, "client_processes", f"{path}.client_processes", "an slo workload's probes run in one client process"
+        )
+    batch_body = LineDict({k: v for k, v in body.items() if k in BATCH_KEYS and k != "kind"})
+    batch_body.line, batch_body.key_lines = body.line, body.key_lines
+    probe = LineDict({"concurrency": 1})  # a placeholder: the search makes the probes' levels
+    probe.line, probe.key_lines = body.line, {}
+    levels = LineList([probe])
+    levels.line, levels.item_lines = body.line, [body.line]
+    batch_body["kind"], batch_body["levels"] = "batch", levels
+    batch = _workload(r, name, batch_body, path)
+    assert isinstance(batch, BatchWorkload)
+    targets_raw = r.mapping(body["slo"], body, "slo", f"{path}.slo")
+    targets = []
+    for metric, pcts in targets_raw.items():
+        where = f"{path}.slo.{metric}"
+        if metric not in SLO_METRICS:
+            raise r.fail(targets_raw, metric, where, f"expected one of {', '.join(SLO_METRICS)}, got {_kind(metric)}")
+        pct_map = r.mapping(pcts, targets_raw, metric, where)
+        limits = []
+        for pct, limit in pct_map.items():
+            if pct not in SLO_PERCENTILES:
+                raise r.fail(
+                    pct_map, pct, f"{where}.{pct}", f"expected one of {', '.join(SLO_PERCENTILES)}, got {_kind(pct)}"
+                )
+            limits.append((str(pct), float(r.number(limit, pct_map, pct, f"{where}.{pct}", lo=0))))
+        if not limits:
+            raise r.fail(targets_raw, metric, where, "expected at least one percentile target, e.g. {p99: 2000}")
+        targets.append((str(metric), tuple(limits)))
+    if not targets:
+        raise r.fail(body, "slo", f"{path}.slo", "expected at least one target, e.g. {ttft_ms: {p99: 2000}}")
+    variable = body.get("variable", "rate")
+    if variable not in ("rate", "concurrency"):
+        raise r.fail(body, "variable", f"{path}.variable", f"expected rate or concurrency, got {_kind(variable)}")
+    span = body.get("range", [1, 256])
+    ok = (
+        isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
+    )
+    if not ok or not 0 < span[0] <= span[1]:
+        raise r.fail(body, "range", f"{path}.range", f"expected [low, high] with 0 < low <= high, got {_kind(span)}")
+    arrival = body.get("arrival", "poisson")
+    if arrival not in ("poisson", "constant"):
+        raise r.fail(body, "arrival", f"{path}.arrival", f"expected poisson or constant, got {_kind(arrival)}")
+    return SloWorkload(
+        name=name,
+        batch=batch,
+        targets=tuple(targets),
+        variable=str(variable),
+        low=float(span[0]),
+        high=float(span[1]),
+        resolution=_number(r, body, "resolution", path, 0.1, 0.001, 1),
+        requests=r.integer(body.get("requests", 200), body, "requests", f"{path}.requests", minimum=1),
+        arrival=str(arrival),
+        max_in_flight=r.integer(
+            body.get("max_in_flight", OPEN_LOOP_CAP), body, "max_in_flight", f"{path}.max_in_flight", minimum=1
+        ),
     )
 
 

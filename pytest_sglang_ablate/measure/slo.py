@@ -26,7 +26,8 @@ def misses(figures: Mapping[str, Any], targets: Targets) -> list[str]:
         for pct, limit in percentiles.items():
             value = figures.get(f"{metric}_{pct}")
             if not isinstance(value, (int, float)) or math.isnan(value) or value > limit:
-                out.append(f"{metric} {pct} {value if isinstance(value, (int, float)) else 'missing'} > {limit:g}")
+                shown = f"{value:.4g}" if isinstance(value, (int, float)) else "missing"
+                out.append(f"{metric} {pct} {shown} > {limit:g}")
     return out
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..matrix.model import BatchWorkload, Level, SingleWorkload
+from ..matrix.model import BatchWorkload, Level, SingleWorkload, SloWorkload
 from ..server import logfile
 from ..server.launch import Server
 from . import cross_check, metrics
@@ -22,6 +22,7 @@ from .figures import Measured, batch_figures, single_measured
 from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
 from .openai_client import closed_loop_openai
 from .openloop import Schedule, arrivals, open_loop
+from .slo import Probe, misses, search
 
 Progress = Callable[[str], None]
 
@@ -228,6 +229,82 @@ def run_batch(server: Server, workload: BatchWorkload, level: Level, progress: P
     return Measured(
         group=f"batch {workload.name} {level.label}: s/token (input + output)",
         samples=[1 / m.throughput_tok_s for m in runs if m.throughput_tok_s > 0],
+        extra_info=figures,
+        problems=problems,
+    )
+
+
+def goodput(records: list[RequestRecord], targets: dict[str, dict[str, float]], duration_s: float) -> float:
+    """Requests per second that met every target themselves (each target's limit applied to each request's own
+    time to first token, time per output token and end-to-end latency; ITL targets are the level's alone)."""
+    limits = {metric: min(pcts.values()) for metric, pcts in targets.items()}
+    good = 0
+    for r in records:
+        if not r.ok or not r.chunk_times:
+            continue
+        n = r.completion_tokens or len(r.chunk_times)
+        own = {
+            "ttft_ms": 1000 * (r.chunk_times[0] - r.start),
+            "tpot_ms": 1000 * (r.end - r.chunk_times[0]) / (n - 1) if n > 1 else 0.0,
+            "e2e_ms": 1000 * (r.end - r.start),
+        }
+        good += all(own.get(metric, 0.0) <= limit for metric, limit in limits.items())
+    return good / duration_s if duration_s > 0 else 0.0
+
+
+PROBE_FIGURES = ("throughput_tok_s", "request_throughput", "ttft_ms_p99", "tpot_ms_p99", "e2e_ms_p99", "ttft_ms_p50")
+
+
+def run_slo(server: Server, workload: SloWorkload, progress: Progress | None = None) -> Measured:
+    """The largest rate (or concurrency) whose probe meets every target (measure/slo.py), each probe a fresh level
+    of the workload's request shape after a cache flush; every probe's figures kept."""
+    batch, targets = workload.batch, workload.target_map()
+    warm_up(server, batch)
+    problems: list[str] = []
+    seen: list[dict[str, Any]] = []
+
+    def probe(load: float) -> Probe:
+        if workload.variable == "concurrency":
+            level = Level(int(load), max(workload.requests, 2 * int(load)))
+        else:
+            level = Level(workload.max_in_flight, workload.requests, rate=load, arrival=workload.arrival)
+        server.flush_cache()
+
+        def tick(done: int, out_tokens: int) -> None:
+            if progress is not None:
+                progress(f"probe {level.label}: {done}/{level.requests} requests")
+
+        records, m, schedule = _run(server, batch, level, _seed(batch, level, len(seen), 3), batch.output_len, tick)
+        figures = batch_figures(batch, level, [m], None, [schedule] if schedule else [])
+        missed = misses(figures, targets)
+        client = _guards(batch, m)
+        if schedule is not None and schedule.lateness_p99_ms() > batch.loop_lag_limit_ms:
+            client.append(f"the load generator sent its requests {schedule.lateness_p99_ms():.0f} ms late (p99)")
+        problems.extend(f"probe {level.label}: {text}" for text in client)
+        kept = {k: figures.get(k) for k in PROBE_FIGURES}
+        kept["goodput_req_s"] = goodput(records, targets, m.duration_s)
+        seen.append({"load": load, "met": not missed and not client, "missed": missed + client, **kept})
+        return Probe(load, tuple(missed + client), kept)
+
+    result = search(probe, workload.low, workload.high, workload.resolution, workload.variable == "concurrency")
+    best = next((p for p in seen if p["load"] == result.load), None)
+    figures: dict[str, Any] = {
+        "workload": workload.name,
+        "variable": workload.variable,
+        "slo": targets,
+        "capacity": result.load,
+        "capacity_said": result.said(),
+        "bounded": result.bounded,
+        "goodput_req_s": best["goodput_req_s"] if best else None,
+        "probes": seen,
+        "input_len": batch.input_len,
+        "output_len": batch.output_len,
+        "api": batch.api,
+        "sources": "token counts: server usage per request; times: client clock (perf_counter)",
+    }
+    return Measured(
+        group=f"slo {workload.name}: 1 / capacity ({workload.variable})",
+        samples=[1 / result.load] if result.load else [],
         extra_info=figures,
         problems=problems,
     )

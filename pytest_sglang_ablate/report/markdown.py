@@ -152,6 +152,38 @@ def _launch_values(r: CaseResult, key: str) -> list[float]:
     return [float(figures[key])]
 
 
+def capacity(records: list[CaseResult], notes: Notes) -> str:
+    """Each row's capacity under each SLO workload's targets (measure/slo.py), the best row of each marked."""
+    slo = [r for r in records if r.kind == "slo"]
+    best: dict[str, float] = {}
+    for r in slo:
+        load = (r.figures or {}).get("capacity")
+        if r.outcome == "passed" and isinstance(load, (int, float)):
+            best[r.workload] = max(best.get(r.workload, 0.0), float(load))
+    rows = []
+    for r in slo:
+        f = r.figures or {}
+        targets = ", ".join(f"{m} {p} <= {v:g}" for m, pcts in (f.get("slo") or {}).items() for p, v in pcts.items())
+        load = f.get("capacity")
+        unit = "/s" if f.get("variable") == "rate" else " in flight"
+        said = f"{load:g}{unit}" if isinstance(load, (int, float)) else str(f.get("capacity_said") or "")
+        if isinstance(load, (int, float)) and not f.get("bounded", True):
+            said = f">= {said}"
+        rows.append(
+            [
+                _runnable(r, notes),
+                ", ".join(r.features) or "(none)",
+                r.workload,
+                targets,
+                said + (" (best)" if isinstance(load, (int, float)) and best.get(r.workload) == load else ""),
+                _num(f.get("goodput_req_s")),
+                len(f.get("probes") or []),
+            ]
+        )
+    headers = ["Runnable", "Features on", "Workload", "Targets", "Capacity", "Goodput at it, req/s", "Probes"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
 def _level_order(level: str | None) -> tuple[int, float]:
     """Closed-loop levels by concurrency, then open-loop ones by rate."""
     if level is None:
@@ -324,6 +356,8 @@ def render(
     if notes.items:
         brief += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
     parts = [f"# Ablation report: {name}", "", *brief]
+    if any(r.kind == "slo" for r in records):
+        parts += ["## Capacity at the SLO", "", capacity(records, notes), ""]
     parts += ["## What each feature bought", "", attribution(records, features, earlier), ""]
     if baseline is not None:
         parts += ["## Against the baseline", "", compare(records, baseline), ""]
