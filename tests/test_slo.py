@@ -89,6 +89,7 @@ def test_on_a_server_that_runs_8_at_once_the_concurrency_capacity_is_8(pytester:
     assert record["case"] == "radix_cache-capacity" and figures["capacity"] == 8 and figures["bounded"]
     loads = [p["load"] for p in figures["probes"]]
     assert loads[:5] == [1, 2, 4, 8, 16] and all(p["met"] == (p["load"] <= 8) for p in figures["probes"])
+    assert [p["burst"] for p in figures["probes"]] == loads  # each probe after a discarded burst at its own load
     assert figures["goodput_req_s"] > 0
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     assert "## Capacity at the SLO" in report and "| 8 in flight (best) " in report
