@@ -183,3 +183,25 @@ def test_with_one_launch_a_row_the_historys_launch_spread_gives_the_interval() -
     assert "one launch: noise unknown" in report.attribution(records, ["a"])
     earlier = report.attribution(records, ["a"], {("single", None): (0.02, 12)})
     assert "| 1.20x [1.1" in earlier and "| faster " in earlier
+
+
+def test_an_slo_workload_gets_a_capacity_plot_with_its_targets(tmp_path: Path) -> None:
+    from pytest_sglang_ablate.report import plots
+
+    def row(features: tuple[str, ...], knee: float) -> CaseResult:
+        probes = [
+            {"load": c, "met": c <= knee, "ttft_ms_p99": 50 * (c / knee) ** 3, "tpot_ms_p99": 5.0}
+            for c in (1, 2, 4, 8, 16)
+        ]
+        figures = {
+            "slo": {"ttft_ms": {"p99": 50}, "tpot_ms": {"p99": 10}},
+            "variable": "concurrency",
+            "probes": probes,
+            "capacity": knee,
+        }
+        name = "+".join(features) or "baseline"
+        return CaseResult("m", f"{name}-capacity", name, features, "capacity", "slo", "passed", figures=figures)
+
+    written = plots.render([row(("a",), 8), row((), 4)], tmp_path, "m")
+    assert [p.name for p in written] == ["capacity-capacity.png"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[0].stat().st_size > 20_000
