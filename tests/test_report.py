@@ -205,3 +205,26 @@ def test_an_slo_workload_gets_a_capacity_plot_with_its_targets(tmp_path: Path) -
     written = plots.render([row(("a",), 8), row((), 4)], tmp_path, "m")
     assert [p.name for p in written] == ["capacity-capacity.png"]
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[0].stat().st_size > 20_000
+
+
+def test_advice_says_where_a_feature_helps_and_where_the_best_row_changes_beyond_the_noise() -> None:
+    def row(features: tuple[str, ...], conc: int, *launches: float) -> CaseResult:
+        each = [{"launch": i, "outcome": "passed", "throughput_tok_s": v} for i, v in enumerate(launches, 1)]
+        figures = {"throughput_tok_s": statistics.median(launches), "launches": each}
+        name = "+".join(features) or "baseline"
+        return CaseResult(
+            "m", f"{name}-b-c{conc}", name, features, "b", "batch", "passed", concurrency=conc, figures=figures
+        )
+
+    records = [
+        row(("a",), 1, 120, 121, 119),
+        row((), 1, 100, 101, 99),
+        row(("a",), 64, 80, 81, 79),
+        row((), 64, 100, 101, 99),
+        row(("a",), 16, 100, 104, 96),
+        row((), 16, 101, 97, 103),
+    ]
+    said = report.advice(records, ["a"])
+    assert "- **a**: faster at b c1; within the noise at b c16; slower at b c64" in said
+    assert "c16: baseline (within the noise of a)" in said or "c16: a (within the noise of baseline)" in said
+    assert "the best row changes (beyond the noise) from a at c1 to baseline at c64" in said

@@ -4,7 +4,9 @@ Reads records only; launches nothing."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -191,13 +193,21 @@ def _level_order(level: str | None) -> tuple[int, float]:
     return (1 if level.startswith("c") else 2, float(level[1:]))
 
 
-def attribution(
-    records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None
-) -> str:
-    """For each feature, each pair of rows that differ only in it: the ratio of the headline metric with its 95 %
-    interval over launches (results/verdict.py) and the verdict: faster, slower, or within the noise. The launch
-    spread is pooled over every row of that metric and level; where tonight has none (one launch per row), the
-    history's at that level (`earlier`, from --ablate-history) stands in."""
+@dataclass(frozen=True)
+class Pair:
+    """Two rows that differ in one feature, at one workload and level, and how sure their ratio is."""
+
+    feature: str
+    workload: str
+    level: str | None  # c16, r8; None for TPS@1
+    others: frozenset[str]  # the features on in both rows
+    ratio: Any  # results.verdict.Ratio
+
+
+def _levels(
+    records: list[CaseResult], earlier: dict[Any, tuple[float, int]] | None
+) -> tuple[dict[tuple[frozenset[str], str, Any], list[float]], dict[Any, tuple[float, int] | None]]:
+    """Each row's headline figure per launch at each (workload, level), and the launch spread pooled per level."""
     from ..results import verdict
 
     values: dict[tuple[frozenset[str], str, Any], list[float]] = {}
@@ -210,24 +220,46 @@ def attribution(
         or (earlier or {}).get(level)
         for level in {(w, c) for _, w, c in values}
     }
-    table = []
+    return values, pooled
+
+
+def pairs(
+    records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None
+) -> list[Pair]:
+    from ..results import verdict
+
+    values, pooled = _levels(records, earlier)
+    out = []
     for f in features:
-        pairs = [(on, w, c) for on, w, c in values if f in on and (on - {f}, w, c) in values]
-        for on, workload, conc in sorted(pairs, key=lambda k: (k[1], _level_order(k[2]), sorted(k[0]))):
+        found = [(on, w, c) for on, w, c in values if f in on and (on - {f}, w, c) in values]
+        for on, workload, level in sorted(found, key=lambda k: (k[1], _level_order(k[2]), sorted(k[0]))):
             result = verdict.ratio(
-                values[(on, workload, conc)], values[(on - {f}, workload, conc)], pooled[(workload, conc)]
+                values[(on, workload, level)], values[(on - {f}, workload, level)], pooled[(workload, level)]
             )
-            metric = "TPS@1" if conc is None else f"throughput {conc}"
-            table.append(
-                [
-                    f,
-                    f"{workload}: {metric}",
-                    "+".join(sorted(on - {f})) or "(none)",
-                    result.text(),
-                    result.verdict,
-                    f"{result.launches[0]} / {result.launches[1]}",
-                ]
-            )
+            out.append(Pair(f, workload, level, on - {f}, result))
+    return out
+
+
+def attribution(
+    records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None
+) -> str:
+    """For each feature, each pair of rows that differ only in it: the ratio of the headline metric with its 95 %
+    interval over launches (results/verdict.py) and the verdict: faster, slower, or within the noise. The launch
+    spread is pooled over every row of that metric and level; where tonight has none (one launch per row), the
+    history's at that level (`earlier`, from --ablate-history) stands in."""
+    table = []
+    for p in pairs(records, features, earlier):
+        metric = "TPS@1" if p.level is None else f"throughput {p.level}"
+        table.append(
+            [
+                p.feature,
+                f"{p.workload}: {metric}",
+                "+".join(sorted(p.others)) or "(none)",
+                p.ratio.text(),
+                p.ratio.verdict,
+                f"{p.ratio.launches[0]} / {p.ratio.launches[1]}",
+            ]
+        )
     if not table:
         return "(no pair of measured rows differs in exactly one feature)"
     return tabulate(
@@ -236,6 +268,54 @@ def attribution(
         tablefmt="github",
         disable_numparse=True,
     )
+
+
+def advice(records: list[CaseResult], features: list[str], earlier: dict[Any, tuple[float, int]] | None = None) -> str:
+    """What this run supports, in words: for each feature the loads where it made its rows faster, slower or no
+    difference beyond the noise; for each batch workload the best row at each load, a lead within the noise
+    said as such, and where the best row changes (only between loads where the lead is beyond the noise)."""
+    from ..results import verdict
+
+    lines = []
+    found = pairs(records, features, earlier)
+    for f in features:
+        said: dict[str, list[str]] = {}
+        for p in (p for p in found if p.feature == f):
+            where = "TPS@1" if p.level is None else f"{p.workload} {p.level}"
+            if sum(1 for q in found if (q.feature, q.workload, q.level) == (f, p.workload, p.level)) > 1:
+                where += f" (with {'+'.join(sorted(p.others)) or 'nothing else'})"
+            said.setdefault(p.ratio.verdict, []).append(where)
+        if said:
+            lines.append(f"- **{f}**: " + "; ".join(f"{v} at {', '.join(w)}" for v, w in said.items()))
+    values, pooled = _levels(records, earlier)
+    for workload in sorted({w for _, w, c in values if c is not None}):
+        levels = sorted({c for _, w, c in values if w == workload and c is not None}, key=_level_order)
+        steps: list[tuple[str, str, bool]] = []
+        for level in levels:
+            rows = sorted(
+                ((on, v) for (on, w, c), v in values.items() if (w, c) == (workload, level) and v),
+                key=lambda rv: -statistics.median(rv[1]),
+            )
+            if len(rows) < 2:
+                continue
+            lead = verdict.ratio(rows[0][1], rows[1][1], pooled[(workload, level)])
+            best = "+".join(sorted(rows[0][0])) or "baseline"
+            ahead = lead.verdict == verdict.FASTER
+            second = "+".join(sorted(rows[1][0])) or "baseline"
+            tie = "" if ahead else f" (within the noise of {second})"
+            if lead.verdict == verdict.UNKNOWN:
+                tie = f" (ahead of {second}; noise unknown: one launch each)"
+            steps.append((level, best + tie, ahead))
+        if steps:
+            text = ", ".join(f"{level}: {best}" for level, best, _ in steps)
+            lines.append(f"- **{workload}**, the fastest row by load: {text}")
+            leads = [(level, best) for level, best, ok in steps if ok]
+            changes = [f"{a[1]} at {a[0]} to {b[1]} at {b[0]}" for a, b in itertools.pairwise(leads) if a[1] != b[1]]
+            if changes:
+                lines.append(f"  - the best row changes (beyond the noise) from {'; from '.join(changes)}")
+    if not lines:
+        return "(nothing this run measured supports advice: no pair of rows differs in one feature)"
+    return "\n".join(lines)
 
 
 def _pct(value: Any) -> str:
@@ -359,6 +439,7 @@ def render(
     if any(r.kind == "slo" for r in records):
         parts += ["## Capacity at the SLO", "", capacity(records, notes), ""]
     parts += ["## What each feature bought", "", attribution(records, features, earlier), ""]
+    parts += ["## Advice from this run", "", advice(records, features, earlier), ""]
     if baseline is not None:
         parts += ["## Against the baseline", "", compare(records, baseline), ""]
     if gate is not None:
