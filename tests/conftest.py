@@ -8,6 +8,11 @@ from matrices import TINY
 
 REPO = Path(__file__).parent.parent
 
+try:  # imported once for the whole test process: pytester's in-process runs remove the modules they imported, and
+    import matplotlib  # noqa: F401  # a matplotlib first imported inside one cannot be imported again afterwards
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def lean_inner_pytest(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,7 @@ def render(records: list[CaseResult], out_dir: Path, title: str) -> list[Path]:
     slo = [r for r in records if r.kind == "slo" and (r.figures or {}).get("probes")]
     with warnings.catch_warnings():  # older matplotlib calls pyparsing names it deprecates: nothing a user can act on
         warnings.simplefilter("ignore", DeprecationWarning)
-        if not available():
+        if not (series or slo) or not available():  # nothing to draw: matplotlib is not even imported
             return []
         return (_draw(series, out_dir, title) if series else []) + _capacity(slo, out_dir, title)
 
