@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,12 @@ from matrices import TINY
 
 REPO = Path(__file__).parent.parent
 
-try:  # imported once for the whole test process: pytester's in-process runs remove the modules they imported, and
-    import matplotlib  # noqa: F401  # a matplotlib first imported inside one cannot be imported again afterwards
-except ImportError:
-    pass
+with warnings.catch_warnings():  # older matplotlib calls pyparsing names it deprecates (as report/plots.py says)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:  # imported once for the whole test process: pytester's in-process runs remove the modules they imported,
+        import matplotlib  # noqa: F401  # and a matplotlib first imported inside one cannot be imported again
+    except ImportError:
+        pass
 
 
 @pytest.fixture(autouse=True)
