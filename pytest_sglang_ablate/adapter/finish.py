@@ -108,13 +108,14 @@ def write_empty_benchmark_json(config: pytest.Config) -> str | None:
 def summary_lines(
     state: State, written: tuple[Report, Path] | None, empty_json: str | None, gate: list[dict[str, Any]] | None
 ) -> list[str]:
-    from ..results.history import CLEARED, CONFIRMED
+    from ..results.history import CLEARED
+    from ..results.verdict import CLEAR
 
     lines = []
     if written is not None:
         lines += [written[0].brief, f"full report: {written[1]}   results: {state.store.path}"]
     if gate is not None and state.gate is not None:
-        said = [g for g in gate if g["verdict"] not in (CLEARED, "within the noise")]
+        said = [g for g in gate if g["verdict"] not in (CLEARED, CLEAR)]
         lines.append(
             f"against {len(state.gate.nights)} earlier nights (gate {state.gate.threshold:.0%}): {len(gate)} cases, "
             f"{sum(g['verdict'] == CONFIRMED for g in gate)} regressions, {sum(g['verdict'] == CLEARED for g in gate)} "

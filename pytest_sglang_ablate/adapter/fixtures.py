@@ -38,10 +38,8 @@ def sglang_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     from ..server.launch import start
 
     matrix, row, store = state.prepared.ablation.matrix, request.param, state.store
-    if row.confirming:  # the gate's relaunch, only for a row tonight's launches flagged against the history
-        why = _relaunch_needed(state, row)
-        if why is None:
-            raise RelaunchNotNeeded(f"row '{row.id}': not flagged against the history; no relaunch needed")
+    if row.confirming and not _flagged(state, row):  # the gate's relaunch: only for a row tonight's launches flagged
+        raise RelaunchNotNeeded(f"row '{row.id}': not flagged against the history; no relaunch needed")
     launcher = state.get_launcher()  # made (and checked) when pytest started
     too_big = unfit(row, launcher, state.settings.gpus)
     if too_big:
@@ -100,16 +98,16 @@ class RelaunchNotNeeded(pytest.skip.Exception):  # type: ignore[name-defined,mis
     """A skip before launch: the gate's relaunch of a row that tonight's launches did not flag (not recorded)."""
 
 
-def _relaunch_needed(state: State, row: Row) -> str | None:
-    """The first case of the row tonight's launches flag against the history, or None."""
+def _flagged(state: State, row: Row) -> bool:
+    """Whether tonight's launches flag any case of the row against the history."""
     assert state.gate is not None
     records = state.store.of_run(state.prepared.ablation.matrix.name, state.records_run)
     for case in state.selected:
         if case.row.id == row.id:
             tonight = [r for r in records if r.case == case.id]
             if state.gate.flagged(case.id, case.workload.kind, tonight, row.launches):
-                return case.id
-    return None
+                return True
+    return False
 
 
 def _loopback(host: str) -> bool:

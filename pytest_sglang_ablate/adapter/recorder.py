@@ -13,6 +13,7 @@ from .state import CASE, FAILURE, LAUNCH, MEASURED, PHASE, UNNEEDED
 
 if TYPE_CHECKING:
     from ..matrix.prepare import Prepared
+    from ..matrix.rows import Case
     from ..results.record import CaseResult
     from ..results.store import Store
 
@@ -83,9 +84,9 @@ class ResultsRecorder:
                 entry(report.nodeid, measured["group"], measured["samples"], measured["extra_info"])
             )
             return
-        self.launch_entry(session, case.id, record, measured, report.nodeid)
+        self.launch_entry(session, case, record, measured, report.nodeid)
 
-    def launch_entry(self, session: Any, case: str, record: CaseResult, measured: dict[str, Any], nodeid: str) -> None:
+    def launch_entry(self, session: Any, case: Case, record: CaseResult, measured: dict[str, Any], nodeid: str) -> None:
         """A case of several launches (or relaunched by the gate) keeps one benchmark entry, under its name without
         the launch: one sample per launch (the median of its repetitions; the launch is the unit), the figures
         combined over launches."""
@@ -94,13 +95,14 @@ class ResultsRecorder:
         from ..results.benchmark import entry, stable_nodeid
         from ..results.launches import combine
 
-        so_far = self.launches.setdefault(case, {})
+        so_far = self.launches.setdefault(case.id, {})
         so_far[int(record.launch or 1)] = (record, measured["samples"])
         done = [so_far[k] for k in sorted(so_far)]
         combined = combine([r for r, _ in done])
         samples = [statistics.median(s) for _, s in done]
-        name = re.sub(r"-(launch|confirm)\d+\]$", "]", stable_nodeid(nodeid))  # xdist's "@group" off first
+        suffix = case.row.launched(int(record.launch or 1)).launch_suffix  # "-launch2", "-confirm1"
+        name = stable_nodeid(nodeid).replace(f"{suffix}]", "]")  # xdist's "@group" off first
         new = entry(name, measured["group"], samples, combined.figures or {})
-        old = self.entries.get(case)
+        old = self.entries.get(case.id)
         session.benchmarks[:] = [b for b in session.benchmarks if b is not old] + [new]
-        self.entries[case] = new
+        self.entries[case.id] = new

@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from .. import redact
 from ..matrix.model import Matrix
-from ..results.record import CaseResult
+from ..results.record import CaseResult, headline
 
 
 class Notes:
@@ -136,7 +136,7 @@ def batch_table(records: list[CaseResult], notes: Notes) -> str:
 
 def _headline(r: CaseResult) -> tuple[str, float] | None:
     figures = r.figures or {}
-    key = "tps_at_1" if r.kind == "single" else "throughput_tok_s"
+    key = headline(r.kind)
     value = figures.get(key)
     if r.outcome != "passed" or not isinstance(value, (int, float)) or math.isnan(value):
         return None

@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from . import verdict
-from .record import CaseResult
+from .record import CaseResult, headline
 from .verdict import Judgement
 
 VOLATILE = ("--host", "--port", "--dist-init-addr")  # flags whose values differ between launches of the same row
 FLAGS_CHANGED, CONFIRMED, CLEARED = "flags changed: not compared", "regression (confirmed)", "cleared on relaunch"
-
-
-def headline(kind: str) -> str:
-    return "tps_at_1" if kind == "single" else "throughput_tok_s"
 
 
 def flags(record: CaseResult) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import math
 import statistics
 from typing import Any
 
+from . import verdict
 from .record import CaseResult
 
 # the figures compared between rows and nights, each with its direction (True: higher is better)
@@ -35,22 +36,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def log_sd(values: list[float]) -> float | None:
-    """The sample standard deviation of log(values): the spread as a fraction (0.05 ~ 5 %); None below two."""
-    logs = [math.log(v) for v in values if _number(v) and v > 0]
-    return statistics.stdev(logs) if len(logs) >= 2 else None
-
-
-def within_sd(launch_figures: list[dict[str, Any]], key: str) -> float | None:
-    """The pooled log-scale spread of repetitions inside each launch (their `<key>_spread` values)."""
-    squares, df = 0.0, 0
-    for figures in launch_figures:
-        values = [math.log(v) for v in (figures.get(f"{key}_spread") or {}).get("values", []) if _number(v) and v > 0]
-        if len(values) >= 2:
-            mean = statistics.fmean(values)
-            squares += sum((v - mean) ** 2 for v in values)
-            df += len(values) - 1
-    return math.sqrt(squares / df) if df else None
+def _sd(groups: list[list[float]]) -> float | None:
+    """The log-scale spread inside groups, pooled (verdict.pooled_sd): of launches (one group), or of each launch's
+    repetitions (a group a launch)."""
+    pooled = verdict.pooled_sd(groups)
+    return pooled[0] if pooled else None
 
 
 def spread(launch_figures: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -62,8 +52,8 @@ def spread(launch_figures: list[dict[str, Any]], key: str) -> dict[str, Any] | N
         "min": min(values),
         "max": max(values),
         "n": len(values),
-        "between_sd": log_sd(values),
-        "within_sd": within_sd(launch_figures, key),
+        "between_sd": _sd([values]),
+        "within_sd": _sd([(f.get(f"{key}_spread") or {}).get("values", []) for f in launch_figures]),
     }
 
 

@@ -11,6 +11,11 @@ from ..matrix.model import Matrix
 from ..matrix.rows import Case
 
 
+def headline(kind: str) -> str:
+    """The figure rows and nights are compared on: TPS@1 for a single workload, throughput for a batch level."""
+    return "tps_at_1" if kind == "single" else "throughput_tok_s"
+
+
 @dataclass(frozen=True)
 class CaseResult:
     """A case's outcome, with its figures and where they came from (figures["sources"], the effective config and
