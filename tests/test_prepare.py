@@ -14,6 +14,7 @@ MATRIX = f"""
 model: tiny
 launch: [{sys.executable}, {STANDIN}]
 server: {{shutdown_grace: 1}}
+env: {{STANDIN: "tok_rate=200"}}  # 5 ms between tokens: a busy CI machine still reads them apart
 prepare:
   - {{run: [{sys.executable}, -c, "import sys; open('made', 'a').write('x'); sys.exit({{code}})"], creates: made}}
 features:
