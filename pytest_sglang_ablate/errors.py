@@ -21,6 +21,7 @@ class FailureClass(str, Enum):
     TEARDOWN = "teardown"
     PREPARE = "prepare"  # a matrix `prepare:` command failed, so no row ran
     TOO_BIG = "too_big"  # not run: the row needs more nodes or GPUs than this run has (outcome skipped)
+    WRONG_OUTPUT = "wrong_output"  # ran, but its greedy outputs diverge from the reference row's (kind agreement)
 
     def __str__(self) -> str:
         return self.value
@@ -71,6 +72,14 @@ class ServerStartTimeout(ServerError):
 
 class ServerDied(ServerError):
     """The server exited while a workload was running."""
+
+
+class WrongOutput(ServerError):
+    """The server answered, but its greedy outputs diverge from the reference row's beyond the workload's
+    tolerance (an agreement workload); a known issue with `class: wrong_output` expects it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FailureClass.WRONG_OUTPUT, evidence=message)
 
 
 class TeardownError(ServerError):

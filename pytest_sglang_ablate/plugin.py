@@ -14,11 +14,18 @@ from typing import Any
 import pytest
 
 from .adapter.collect import MatrixFile, marks
-from .adapter.fixtures import ablate_progress, ablate_record, sglang_server
+from .adapter.fixtures import ablate_progress, ablate_record, ablate_references, sglang_server
 from .adapter.options import pytest_addoption, resolve_settings
 from .adapter.state import CASE, FAILURE, LAUNCH, PHASE, STATE, UNNEEDED, State, launch_of, param, run_id
 
-__all__ = ["ablate_progress", "ablate_record", "pytest_addoption", "resolve_settings", "sglang_server"]
+__all__ = [
+    "ablate_progress",
+    "ablate_record",
+    "ablate_references",
+    "pytest_addoption",
+    "resolve_settings",
+    "sglang_server",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -154,15 +161,21 @@ class AblationHooks:
         order = {row.id: i for i, row in enumerate(ablation.rows)}
         last = len(rank)
 
-        def place(it: pytest.Item) -> tuple[int, int, int]:  # inside a row: its cases in file order, then users'
+        named = {b for c in ablation.cases if (b := getattr(c.workload, "baseline", None))}
+
+        def place(it: pytest.Item) -> tuple[int, int, int, int]:  # in a row: its cases in file order, then users'
             row = param(it, "sglang_server")
             return (
                 row.launch if row else 0,
+                0 if row and row.id in named else 1,  # an agreement workload's baseline row first: the reference
                 order.get(row.id, -1) if row else -1,
                 rank.get(param(it, "ablate_case"), last),
             )
 
         items.sort(key=place)
+        for case in (param(it, "ablate_case") for it in items):  # each agreement workload's first row: its reference
+            if case is not None and case.workload.kind == "agreement":
+                state.agreement_rows.setdefault(case.workload.name, case.row.id)
         if state.settings.resume:  # per launch: a run killed in launch 2 measures only what launch 2 and later lack
             done = state.store.done(ablation.matrix.name, state.prepared.version)
             skipped = [it for it in items if (getattr(param(it, "ablate_case"), "id", None), launch_of(it)) in done]

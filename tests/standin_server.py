@@ -34,6 +34,9 @@ Behaviour comes from the STANDIN environment variable (comma-separated), so a ma
   extra_event         send one content event more than the tokens the usage counts (a broken server)
   prompt_offset=N     report N more prompt tokens than were sent (a tokenizer disagreeing with the client)
   fail_every=N        every Nth generation request answers 500
+  diverge=P:HOW       a non-streamed completion with `logprobs` (the agreement workload) leaves the default greedy
+                      output at token P: HOW=close (the runner-up wins) or far (a token the default never ranks);
+                      --quantization fp8 does it far at 2, --kv-cache-dtype fp8_* close at 4
 
 Streaming (POST /v1/completions, /v1/chat/completions with "stream": true) answers like SGLang and vLLM: one
 `data:` chunk per token, then `{"choices": [], "usage": {...}}` when stream_options.include_usage is set, then
@@ -137,6 +140,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--speculative-algorithm")
     p.add_argument("--attention-backend")
     p.add_argument("--api-key")
+    p.add_argument("--quantization")  # fp8: greedy outputs diverge far from the unquantized ones (agreement)
+    p.add_argument("--kv-cache-dtype")  # fp8_e4m3 / fp8_e5m2: they diverge, but close
     for flag in (
         "trust-remote-code",
         "enable-torch-compile",
@@ -327,6 +332,9 @@ class Server:
         Stats.in_flight += 1
         Stats.max_in_flight = max(Stats.max_in_flight, Stats.in_flight)
         try:
+            if body.get("logprobs") and not chat and not body.get("stream"):
+                self.reply(writer, 200, self.greedy(body, record))
+                return
             if not body.get("stream"):
                 text = "".join(self.token(i) for i in range(n))
                 choice = (
@@ -395,6 +403,44 @@ class Server:
             Stats.in_flight -= 1
             record["end"] = time.time()
             Stats.requests.append(record)
+
+    VOCAB: ClassVar[list[str]] = [f" w{i}" for i in range(40)]
+
+    def divergence(self) -> tuple[int, str] | None:
+        """Where (token position) and how (close or far) this server's greedy outputs leave the default ones."""
+        if "diverge" in OPTIONS:
+            at, _, how = OPTIONS["diverge"].partition(":")
+            return int(at), how or "far"
+        if self.args.quantization == "fp8":
+            return 2, "far"
+        if (self.args.kv_cache_dtype or "auto").startswith("fp8"):
+            return 4, "close"
+        return None
+
+    def greedy(self, body: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed completion with top-k log-probabilities, as SGLang's and vLLM's OpenAI API give them: a
+        deterministic function of the prompt, left at the divergence point where `divergence()` says."""
+        import zlib
+
+        n, k = record["completion_tokens"], int(body["logprobs"])
+        base = zlib.crc32(str(body.get("prompt")).encode())
+        split = self.divergence()
+        tokens, top = [], []
+        for i in range(n):
+            idx = (base + 7 * i) % len(self.VOCAB)
+            ranked = [(idx + j) % len(self.VOCAB) for j in range(k)]
+            if split is not None and i == split[0]:
+                if split[1] == "close":  # the runner-up wins: each side's token is in the other's top-k
+                    ranked = [ranked[1], ranked[0], *ranked[2:]] if k > 1 else [(idx + 1) % len(self.VOCAB)]
+                else:  # a token the default never ranks
+                    ranked = [(idx + 20 + j) % len(self.VOCAB) for j in range(k)]
+            elif split is not None and i > split[0]:
+                idx = (base + 7 * i + 3) % len(self.VOCAB)  # the continuation goes its own way
+                ranked = [(idx + j) % len(self.VOCAB) for j in range(k)]
+            tokens.append(self.VOCAB[ranked[0]])
+            top.append({self.VOCAB[t]: round(-0.1 - 0.7 * j, 3) for j, t in enumerate(ranked)})
+        choice = {"index": 0, "text": "".join(tokens), "logprobs": {"tokens": tokens, "top_logprobs": top}}
+        return {"choices": [choice], "usage": self.usage(record)}
 
     def token(self, i: int) -> str:
         j = i - self.reasoning if i >= self.reasoning else i

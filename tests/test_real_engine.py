@@ -56,6 +56,7 @@ workloads:
   single: {{kind: single, prompt: "Say something.", max_tokens: 32}}
   batch: {{kind: batch, input_len: 32, output_len: 24, levels: [{{concurrency: 2, requests: 4}}, \
 {{concurrency: 4, requests: 8}}]}}
+  agree: {{kind: agreement, prompts: 2, max_tokens: 16, top_k: 3}}
 """
 
 
@@ -77,7 +78,7 @@ def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess(
         "--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "--benchmark-json=bench.json"
     )
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)
     bench: dict[str, dict[str, Any]] = {
         b["param"]: b for b in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
     }
@@ -95,6 +96,11 @@ def test_vllm_cpu_rows_run_measure_and_leave_nothing_behind(pytester: pytest.Pyt
     # weights) ends with an empty-text finish event, which cannot be told from a finish-only one: one short
     assert c4["output_tokens"] - c4["completed"] <= c4["token_arrivals"] <= c4["output_tokens"]
     assert c4["throughput_tok_s"] > 0 and c4["failed"] == 0
+    records = [json.loads(x) for x in (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()]
+    agree = {r["row"]: r["figures"] for r in records if r["kind"] == "agreement"}
+    assert agree["prefix_caching"]["is_reference"] and agree["baseline"]["reference_row"] == "prefix_caching"
+    assert agree["baseline"]["logprobs"] is True  # vLLM's completions give tokens and top-k log-probabilities
+    assert all(len(o["tokens"]) == 16 and len(o["top"][0]) >= 3 for o in agree["baseline"]["outputs"])
     assert engine_processes(tiny_model) == []  # APIServer, EngineCore and worker processes all gone
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     assert "## Single query" in report and "| prefix_caching | batch: throughput c4 " in report  # one-feature pairs

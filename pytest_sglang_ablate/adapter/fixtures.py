@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..matrix.rows import Row
     from ..measure.figures import Measured
     from ..server.launch import Server
+    from .references import References
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +163,11 @@ def ablate_progress(request: pytest.FixtureRequest) -> Iterator[Callable[[str], 
     if tty and last[0]:
         with capture.global_and_fixture_disabled():
             reporter.write("\r" + " " * 154 + "\r", flush=True)
+
+
+@pytest.fixture
+def ablate_references(request: pytest.FixtureRequest) -> References:
+    """The reference outputs agreement workloads compare each row with (adapter/references.py)."""
+    from .references import References
+
+    return References(request.config.stash[STATE])

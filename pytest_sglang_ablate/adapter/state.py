@@ -36,6 +36,7 @@ class State:
     run_dir: Path = field(init=False)
     gate: Gate | None = None  # --ablate-history: tonight against earlier nights
     records_run: str = ""  # the run id this run's records carry (the resumed run's with --ablate-resume)
+    agreement_rows: dict[str, str] = field(default_factory=dict)  # agreement workload -> its first row in the run
 
     def share(self, run_id: str, exclusive: bool) -> None:
         """The run directory all workers of this run (one xdist testrunuid) share."""

@@ -88,7 +88,23 @@ class SloWorkload:
         return {metric: dict(pcts) for metric, pcts in self.targets}
 
 
-Workload = SingleWorkload | BatchWorkload | SloWorkload
+@dataclass(frozen=True)
+class AgreementWorkload:
+    """Greedy outputs of each row compared with the reference row's (measure/agreement.py): identical, close (each
+    side's token among the other's top-k where they first differ, as vLLM's check_logprobs_close) or far."""
+
+    name: str
+    prompts: tuple[str, ...]
+    max_tokens: int = 32
+    top_k: int = 5  # log-probabilities of the top k tokens per position, where the engine gives them
+    baseline: str | None = None  # the reference row's id; None: the first row measured
+    min_identical: float = 0.0  # the share of prompts whose outputs must be identical to the reference's
+    min_close: float = 1.0  # the share that must be identical or close
+    request_timeout: float = 600.0
+    kind: str = "agreement"
+
+
+Workload = SingleWorkload | BatchWorkload | SloWorkload | AgreementWorkload
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from .. import engines
 from ..errors import FailureClass, MatrixError
 from .args import Args, ArgValue, normalize_key
 from .model import (
+    AgreementWorkload,
     BatchWorkload,
     Feature,
     Generator,
@@ -295,6 +296,17 @@ SLO_KEYS = {
     "requests": False,
     "arrival": False,
     "max_in_flight": False,
+}
+AGREEMENT_KEYS = {
+    "kind": True,
+    "prompts": True,
+    "seed": False,
+    "max_tokens": False,
+    "top_k": False,
+    "baseline": False,
+    "min_identical": False,
+    "min_close": False,
+    "request_timeout": False,
 }
 SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
 SLO_PERCENTILES = ("mean", "p50", "p90", "p99")
@@ -628,12 +640,86 @@ def _workload(r: _Reader, name: str, body: LineDict, path: str) -> Workload:
         return workload
     if kind == "slo":
         return _slo(r, name, body, path)
+    if kind == "agreement":
+        return _agreement(r, name, body, path)
     raise r.fail(
         body,
         "kind" if "kind" in body else None,
         f"{path}.kind",
-        f"expected kind: single, batch or slo, got {_kind(kind)}",
+        f"expected kind: single, batch, slo or agreement, got {_kind(kind)}",
     )
+
+
+def _agreement(r: _Reader, name: str, body: LineDict, path: str) -> AgreementWorkload:
+    r.keys(body, AGREEMENT_KEYS, path)
+    raw = body["prompts"]
+    if isinstance(raw, int) and not isinstance(raw, bool):  # a count: that many prompts from a seeded generator
+        count = r.integer(raw, body, "prompts", f"{path}.prompts", minimum=1)
+        seed = r.integer(body.get("seed", 0), body, "seed", f"{path}.seed", minimum=0)
+        prompts = generated_prompts(count, seed)
+    elif isinstance(raw, list):
+        listed = r.sequence(raw, body, "prompts", f"{path}.prompts", non_empty=True)
+        prompts = tuple(r.string(p, listed, i, f"{path}.prompts[{i}]") for i, p in enumerate(listed))
+    else:
+        raise r.fail(
+            body, "prompts", f"{path}.prompts", f"expected a list of prompts or a count to generate, got {_kind(raw)}"
+        )
+    baseline = body.get("baseline")
+    min_identical = _number(r, body, "min_identical", path, 0.0, 0, 1)
+    min_close = _number(r, body, "min_close", path, 1.0, 0, 1)
+    if min_identical > min_close:
+        raise r.fail(
+            body,
+            "min_identical",
+            f"{path}.min_identical",
+            f"expected at most min_close ({min_close:g}): an identical output is a close one, got {min_identical:g}",
+        )
+    return AgreementWorkload(
+        name=name,
+        prompts=prompts,
+        max_tokens=r.integer(body.get("max_tokens", 32), body, "max_tokens", f"{path}.max_tokens", minimum=1),
+        top_k=int(r.number(body.get("top_k", 5), body, "top_k", f"{path}.top_k", lo=1, hi=20, what="an integer")),
+        baseline=None if baseline is None else r.string(baseline, body, "baseline", f"{path}.baseline"),
+        min_identical=min_identical,
+        min_close=min_close,
+        request_timeout=_number(r, body, "request_timeout", path, 600.0, 1),
+    )
+
+
+WORDS = [
+    "graphs",
+    "rivers",
+    "engines",
+    "tea",
+    "winter",
+    "lamps",
+    "orbits",
+    "harbors",
+    "violins",
+    "clay",
+    "maps",
+    "bridges",
+    "gardens",
+    "salt",
+    "clocks",
+    "wolves",
+    "glass",
+    "ferns",
+    "tides",
+    "copper",
+]
+
+
+def generated_prompts(count: int, seed: int) -> tuple[str, ...]:
+    """`count` short prompts from a seeded generator: the same seed gives the same prompts on every machine."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        a, b = rng.sample(WORDS, 2)
+        out.append(f"Write a short story about {a} and {b}. Once upon a time,")
+    return tuple(out)
 
 
 def _slo(r: _Reader, name: str, body: LineDict, path: str) -> SloWorkload:

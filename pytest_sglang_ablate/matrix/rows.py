@@ -8,7 +8,7 @@ from packaging.version import InvalidVersion, Version
 
 from .. import engines
 from ..engines import EngineProfile
-from ..errors import MatrixError, ServerDied, ServerError, ServerLaunchError
+from ..errors import FailureClass, MatrixError, ServerDied, ServerError, ServerLaunchError, WrongOutput
 from . import combinations
 from .args import Args, int_value, lookup, merge, to_argv
 from .model import BatchWorkload, KnownIssue, Level, Matrix, RowSpec, Workload
@@ -75,6 +75,8 @@ class Case:
     def expected_errors(self) -> tuple[type[ServerError], ...]:
         """What counts as the known failure: a failed launch, or for rules limited to some workloads or levels
         (an OOM at high concurrency), also the server dying mid-workload. Never a timeout or a wrong answer."""
+        if any(rule.failure_class == FailureClass.WRONG_OUTPUT.value for rule in self.rules):
+            return (WrongOutput,)  # an agreement case whose outputs a known issue says are wrong
         return (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
 
     def misfit(self, failure_class: str | None, evidence: str) -> str | None:
@@ -122,7 +124,8 @@ def _matches_row(issue: KnownIssue, features: frozenset[str]) -> bool:
 
 
 def _whole_row_rule(issue: KnownIssue) -> bool:
-    return issue.workloads is None and issue.min_concurrency is None
+    wrong_output = issue.failure_class == FailureClass.WRONG_OUTPUT.value
+    return issue.workloads is None and issue.min_concurrency is None and not wrong_output
 
 
 def matching_rules(
@@ -137,6 +140,8 @@ def matching_rules(
             continue
         if issue.min_concurrency is not None and (level is None or level.concurrency < issue.min_concurrency):
             continue
+        if issue.failure_class == FailureClass.WRONG_OUTPUT.value and getattr(workload, "kind", None) != "agreement":
+            continue  # wrong output is what an agreement case finds; the row's other cases still run and pass
         out.append(issue)
     return out
 
@@ -213,7 +218,25 @@ def expand(matrix: Matrix, engine_version: str | None, launches: int | None = No
                 rules = matching_rules(issues, spec.features, w, level)
                 launch_only = all(_whole_row_rule(r) for r in rules)
                 cases.append(Case(row, w, level, reason(rules), launch_only, tuple(rules)))
+    _check_baselines(matrix, rows)
     return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)
+
+
+def _check_baselines(matrix: Matrix, rows: list[Row]) -> None:
+    """An agreement workload's `baseline:` names a row that runs that workload."""
+    for w in matrix.workloads:
+        baseline = getattr(w, "baseline", None)
+        if baseline is None:
+            continue
+        having = [r.id for r in rows if any(x.name == w.name for x in r.workloads)]
+        if baseline not in having:
+            raise MatrixError(
+                matrix.file,
+                None,
+                f"workloads.{w.name}.baseline",
+                f"expected the id of a row that runs workload {w.name} ({', '.join(having) or 'none does'}), "
+                f"got '{baseline}'",
+            )
 
 
 def _nodes(matrix: Matrix, spec: RowSpec, row_id: str, args: Args, profile: EngineProfile) -> int:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..matrix.model import BatchWorkload, Level, SingleWorkload, SloWorkload
+from ..matrix.model import AgreementWorkload, BatchWorkload, Level, SingleWorkload, SloWorkload
 from ..server import logfile
 from ..server.launch import Server
-from . import cross_check, metrics
+from . import agreement, cross_check, metrics
 from .cpus import pinned
 from .figures import Measured, batch_figures, single_measured
 from .loadgen import Client, Endpoint, RequestRecord, closed_loop_processes, encode
@@ -313,6 +313,32 @@ def run_slo(server: Server, workload: SloWorkload, progress: Progress | None = N
         extra_info=figures,
         problems=problems,
     )
+
+
+def run_agreement(server: Server, workload: AgreementWorkload) -> tuple[list[agreement.Output], list[str]]:
+    """Each prompt's greedy output with its top-k log-probabilities, after a cache flush (every row starts from the
+    same empty cache); the problems that make the outputs unusable (a failed request)."""
+    import requests
+
+    server.flush_cache()
+    model = server.model_id()
+    outputs: list[agreement.Output] = []
+    for prompt in workload.prompts:
+        try:
+            response = requests.post(
+                server.base_url + "/v1/completions",
+                json=agreement.body(model, workload, prompt),
+                headers=server.headers,
+                timeout=workload.request_timeout,
+            )
+            if response.status_code != 200:
+                server.ensure_alive()
+                return outputs, [f"prompt {prompt!r}: HTTP {response.status_code}: {response.text[:300]}"]
+            outputs.append(agreement.parse(prompt, response.json()))
+        except (requests.RequestException, ValueError) as e:
+            server.ensure_alive()  # a dead server raises ServerDied with the cause from its log
+            return outputs, [f"prompt {prompt!r}: the request failed: {type(e).__name__}: {e}"]
+    return outputs, []
 
 
 def _guards(workload: BatchWorkload, m: metrics.LevelMetrics) -> list[str]:

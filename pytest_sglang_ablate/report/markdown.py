@@ -86,10 +86,15 @@ def _with_api(records: list[CaseResult], rows: list[list[Any]], headers: list[st
 def single_table(records: list[CaseResult], features: list[str], notes: Notes) -> str:
     rows = []
     single = [r for r in records if r.kind == "single"]
+    agreed = agreement_cells(records, notes)
     for r in single:
         on = set(r.features)
         rows.append([_runnable(r, notes), _figure(r, "tps_at_1", 1), *["✓" if f in on else "" for f in features]])
+        if agreed:  # the seed page's table, with each row's agreement beside its TPS@1
+            rows[-1].insert(2, "; ".join(cell for (row, _), cell in agreed.items() if row == r.row))
     headers = ["Runnable", "TPS@1", *features]
+    if agreed:
+        headers.insert(2, "Agreement with the baseline")
     _with_api(single, rows, headers)
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True) if rows else "(no single-query cases)"
 
@@ -183,6 +188,66 @@ def capacity(records: list[CaseResult], notes: Notes) -> str:
             ]
         )
     headers = ["Runnable", "Features on", "Workload", "Targets", "Capacity", "Goodput at it, req/s", "Probes"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
+def _agreement_of(r: CaseResult, records: list[CaseResult]) -> dict[str, Any] | None:
+    """A passed (or kept) agreement record's comparison with its reference: its own, or, for a row that had no
+    reference when it ran (pytest-xdist, a failed reference), computed here from both records' outputs."""
+    from ..measure.agreement import Output, agreement
+
+    figures = r.figures or {}
+    if "identical_share" in figures:
+        return figures
+    if not figures.get("outputs"):
+        return None
+    refs = [x for x in records if x.workload == r.workload and (x.figures or {}).get("is_reference")]
+    if not refs:
+        return None
+    ref = refs[0].figures or {}
+    found = agreement([Output.of(o) for o in ref["outputs"]], [Output.of(o) for o in figures["outputs"]])
+    return {**figures, **found.figures(), "reference_row": ref.get("reference_row"), "compared_in_report": True}
+
+
+def agreement_cells(records: list[CaseResult], notes: Notes) -> dict[tuple[str, str], str]:
+    """(row, workload) -> what report.md says of the row's agreement with the reference: "reference", "5/5
+    identical", "2/5 identical, 5/5 close", or why there is none; a note per row that failed its tolerance."""
+    out = {}
+    for r in (x for x in records if x.kind == "agreement"):
+        figures = _agreement_of(r, records)
+        if figures is None:
+            out[(r.row, r.workload)] = _runnable(r, notes) if r.outcome != "passed" else ""
+            continue
+        if figures.get("is_reference"):
+            out[(r.row, r.workload)] = "reference"
+            continue
+        n = len(figures.get("divergences") or []) or 1
+        same, close = round(figures["identical_share"] * n), round(figures["close_share"] * n)
+        text = f"{same}/{n} identical" + (f", {close}/{n} close" if same < n else "")
+        if r.outcome in ("failed", "xfailed"):
+            from ..measure.agreement import Divergence
+
+            kept = [Divergence(**{k: v for k, v in d.items() if k != "identical"}) for d in figures["divergences"]]
+            worst = next((d for d in kept if not d.close), None) or next((d for d in kept if not d.identical), None)
+            why = f"known issue: {r.known_issue}; " if r.outcome == "xfailed" else ""
+            text += " " + notes.ref(f"row {r.row}, {r.workload}: {why}{worst.said() if worst else r.message}")
+        elif figures.get("compared_in_report"):
+            text += " " + notes.ref("compared here, after the run: the reference had not run when this row did")
+        out[(r.row, r.workload)] = text
+    return out
+
+
+def agreement_table(records: list[CaseResult], notes: Notes) -> str:
+    """Each row's greedy outputs against the reference row's (kind agreement), one line per row and workload."""
+    cells = agreement_cells(records, notes)
+    rows = []
+    for r in (x for x in records if x.kind == "agreement"):
+        figures = _agreement_of(r, records) or {}
+        firsts = figures.get("first_divergence") or []
+        shown = ", ".join("-" if p is None else str(p) for p in firsts)
+        reference = figures.get("reference_row") or ""
+        rows.append([", ".join(r.features) or "(none)", r.workload, reference, cells[(r.row, r.workload)], shown])
+    headers = ["Features on", "Workload", "Reference row", "Agreement with the baseline", "First divergence (token)"]
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
@@ -418,6 +483,9 @@ def render(
     records = sorted(records, key=lambda r: rank.get(r.case, len(rank)))
     notes = Notes()
     single, batch = single_table(records, features, notes), batch_table(records, notes)
+    # before the notes are listed: these tables' notes go into the same list
+    slo_text = capacity(records, notes) if any(r.kind == "slo" for r in records) else None
+    agreed_text = agreement_table(records, notes) if any(r.kind == "agreement" for r in records) else None
     outcomes: dict[str, int] = defaultdict(int)
     for r in records:
         outcomes[r.outcome] += 1
@@ -433,11 +501,13 @@ def render(
         batch,
         "",
     ]
+    if agreed_text is not None:  # a row that answers wrong matters as much as its speed
+        brief += ["## Agreement with the baseline", "", agreed_text, ""]
     if notes.items:
         brief += ["Notes:", "", *[f"{i}. {text}" for i, text in enumerate(notes.items, 1)], ""]
     parts = [f"# Ablation report: {name}", "", *brief]
-    if any(r.kind == "slo" for r in records):
-        parts += ["## Capacity at the SLO", "", capacity(records, notes), ""]
+    if slo_text is not None:
+        parts += ["## Capacity at the SLO", "", slo_text, ""]
     parts += ["## What each feature bought", "", attribution(records, features, earlier), ""]
     parts += ["## Advice from this run", "", advice(records, features, earlier), ""]
     if baseline is not None:
