@@ -228,3 +228,17 @@ def test_advice_says_where_a_feature_helps_and_where_the_best_row_changes_beyond
     assert "- **a**: faster at b c1; within the noise at b c16; slower at b c64" in said
     assert "c16: baseline (within the noise of a)" in said or "c16: a (within the noise of baseline)" in said
     assert "the best row changes (beyond the noise) from a at c1 to baseline at c64" in said
+
+
+def test_a_level_whose_repetitions_trend_is_marked_with_a_note() -> None:
+    from pytest_sglang_ablate.measure.figures import trend
+
+    rising = trend([800.0, 1000.0, 1010.0])  # the first 20 % below the others: a warm-up that missed this level
+    steady = trend([1000.0, 980.0, 1010.0])
+    assert rising is not None and rising["marked"] and rising["first_vs_rest"] < 0.9
+    assert steady is not None and not steady["marked"] and trend([1000.0]) is None
+    assert trend([900.0, 960.0, 1020.0])["marked"]  # only rose, by 13 % from first to last
+    records = [r for r in seed_records() if r.kind == "batch" and r.outcome == "passed"][:2]
+    marked = replace(records[0], figures={**(records[0].figures or {}), "repetition_trend": rising})
+    text = report.render("r1", FEATURES, [marked, records[1]], {}).text
+    assert "| yes [1] " in text and "1. repetitions trend: the first was 20% below the others' median" in text

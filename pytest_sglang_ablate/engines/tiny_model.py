@@ -202,7 +202,7 @@ def slice_bytes(layers: int, nextn: bool = True) -> int:
     total = n_dense * dense + (layers - n_dense) * moe + 2 * REAL_VOCAB * h
     if nextn:
         total += moe + 2 * h * h  # the NextN layer and its eh_proj
-    return 2 * total
+    return int(2 * total)
 
 
 def deepseek_v3_config(real_dims: bool = False, layers: int | None = None) -> dict[str, object]:

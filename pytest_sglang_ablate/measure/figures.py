@@ -5,6 +5,7 @@ docs/metrics.md defines every key written here.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -31,6 +32,27 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": list(values)}
 
 
+TREND_LIMIT = 0.10  # a first repetition this far below the others' median (or a rise this large) marks the level
+
+
+def trend(values: list[float]) -> dict[str, Any] | None:
+    """Whether a level's repetitions trend (first slow, then fast: a warm-up that did not reach the level's
+    shapes, a kernel compiled inside the first): the first against the median of the rest, and whether they
+    only rose. None with fewer than two."""
+    if len(values) < 2:
+        return None
+    rest = statistics.median(values[1:])
+    ratio = values[0] / rest if rest > 0 else math.nan
+    rising = all(a <= b for a, b in itertools.pairwise(values))
+    rose = values[-1] > values[0] * (1 + TREND_LIMIT)
+    return {
+        "first_vs_rest": ratio,
+        "rising": rising,
+        "marked": bool(ratio < 1 - TREND_LIMIT or (len(values) >= 3 and rising and rose)),
+        "limit": TREND_LIMIT,
+    }
+
+
 def single_measured(
     workload: SingleWorkload,
     runs: list[metrics.SingleMetrics],
@@ -47,6 +69,7 @@ def single_measured(
             {
                 "tps_at_1": statistics.median(tps) if tps else math.nan,
                 "tps_at_1_spread": spread(tps) if tps else {},
+                "repetition_trend": trend(tps),
                 "tps_at_1_source": "client clock between first and last streamed token; token count from server usage",
                 "engine_gen_throughput_tok_s": statistics.median(engine_tps) if engine_tps else None,
                 "ttft_ms": statistics.median(m.ttft_ms for m in runs),
@@ -102,6 +125,7 @@ def batch_figures(
         "output_len": workload.output_len,
         "throughput_tok_s": med(lambda m: m.throughput_tok_s),
         "throughput_tok_s_spread": spread([m.throughput_tok_s for m in runs]),
+        "repetition_trend": trend([m.throughput_tok_s for m in runs]),
         "per_request_decode_tok_s": med(lambda m: m.per_request_decode_tok_s),
         "output_throughput_tok_s": med(lambda m: m.output_throughput_tok_s),
         "input_throughput_tok_s": med(lambda m: m.input_throughput_tok_s),

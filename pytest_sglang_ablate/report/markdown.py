@@ -42,14 +42,36 @@ def _why(r: CaseResult) -> str:
     return str(r.message or r.outcome)
 
 
+def _trend_note(r: CaseResult, notes: Notes) -> str:
+    """A note on a level (or TPS@1) whose repetitions trended: first slow, then fast."""
+    found = (r.figures or {}).get("repetition_trend") or {}
+    if not found.get("marked"):
+        return ""
+    note = (
+        f"repetitions trend: the first was {1 - found['first_vs_rest']:.0%} below the others' median"
+        + (", and they only rose" if found.get("rising") else "")
+        + "; the warm-up did not reach this level's shapes (a kernel compiled inside the first?): more `repeat`, "
+        "a `warmup:` level, or a later launch would say whether the median is steady"
+    )
+    return " " + notes.ref(note)
+
+
 def _runnable(r: CaseResult, notes: Notes) -> str:
     if r.outcome == "passed":
-        beside = (r.figures or {}).get("overlapped_by") or {}
-        if beside:  # measured while other rows ran (pytest-xdist): they shared CPU, host memory and PCIe
-            rows = ", ".join(f"{row} ({seconds:g} s)" for row, seconds in sorted(beside.items()))
-            note = f"measured while other rows ran beside it: {rows}; --ablate-exclusive runs one row at a time"
-            return f"yes {notes.ref(note)}"
-        return "yes"
+        return _passed(r, notes) + _trend_note(r, notes)
+    return _not_passed(r, notes)
+
+
+def _passed(r: CaseResult, notes: Notes) -> str:
+    beside = (r.figures or {}).get("overlapped_by") or {}
+    if beside:  # measured while other rows ran (pytest-xdist): they shared CPU, host memory and PCIe
+        rows = ", ".join(f"{row} ({seconds:g} s)" for row, seconds in sorted(beside.items()))
+        note = f"measured while other rows ran beside it: {rows}; --ablate-exclusive runs one row at a time"
+        return f"yes {notes.ref(note)}"
+    return "yes"
+
+
+def _not_passed(r: CaseResult, notes: Notes) -> str:
     if r.outcome == "xfailed":
         return f"no {notes.ref('known issue: ' + str(r.known_issue))}"
     if r.outcome == "skipped" and r.failure_class == "too_big":
