@@ -5,6 +5,7 @@ wrong_output expects it."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from matrices import standin_matrix
@@ -69,7 +70,7 @@ workloads:
 """
 
 
-def _records(pytester: pytest.Pytester) -> dict[str, dict]:
+def _records(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
     lines = (pytester.path / "ablate-results" / "results.jsonl").read_text().splitlines()
     return {r["case"]: r for r in map(json.loads, lines)}
 
