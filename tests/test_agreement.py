@@ -146,3 +146,19 @@ def test_a_baseline_that_is_not_a_row_of_the_workload_is_named(pytester: pytest.
     assert result.ret != 0
     result.stderr.re_match_lines([r".*workloads\.agree\.baseline: expected the id of a row that runs workload agree.*"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_under_xdist_every_row_is_compared_in_the_test_or_at_the_end(pytester: pytest.Pytester) -> None:
+    """Rows run on two workers: a row measured before the reference skips, keeping its outputs, and report.md
+    compares it at the end; either way the report has every row's agreement."""
+    body = AGREEMENT.replace("  - [radix_cache, fp8]\n", "")
+    pytester.makefile(".yaml", m=standin_matrix(body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "-n", "2")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 3 and "failed" not in outcomes
+    records = _records(pytester)
+    for case in ("radix_cache+kv_fp8-agree", "baseline-agree"):
+        r = records[case]
+        assert r["outcome"] == "passed" or "no reference outputs yet" in r["message"], r
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "| 0/3 identical, 3/3 close" in report and "| 3/3 identical" in report
