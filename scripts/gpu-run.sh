@@ -1,34 +1,38 @@
 #!/bin/bash
-# matrix/gpu-pair.yaml on the GPU machine lent to this project's sessions (docs/gpus.md): multi-GPU rows, and
-# one-GPU rows packed against serial. Not part of CI. That machine has no package registry, so this uses the
-# offline SGLang 0.5.15 bundle beside the project (../shared/gpu, staged into the git-ignored .gpu/). With SGLang
-# installed, the same runs are plain commands: `pytest --ablate-matrix matrix/gpu-pair.yaml -k tp2`, and the
-# one-GPU rows with and without `-n 2 --dist loadgroup --ablate-gpus 0,1 -k "not tp2"`.
+# The project's GPU matrices on the GPU machine lent to this project's sessions (docs/engines.md, docs/gpus.md). Not
+# part of CI. That machine has no package registry, so this uses the offline SGLang 0.5.15 bundle beside the project
+# (../shared/gpu, staged into the git-ignored .gpu/). With SGLang installed, each mode is a plain command, e.g.
+# `pytest --ablate-matrix matrix/gpu-slice.yaml benchmarks/gpu_experts.py`.
 #
 # Here, from the project root (needs PyPI for three pure-Python wheels):
-#   bash scripts/gpu-pair.sh stage
+#   bash scripts/gpu-run.sh stage
 # Then a `device` run from the project root, carry [".gpu/site.tar.xz", ".gpu/run"], timeout 590, command one of:
-#   MODE=one bash scripts/gpu-pair.sh 540       # one GPU: bad GPU id, two servers sharing GPU 0, serial, -n 2
-#   MODE=x2-rows bash scripts/gpu-pair.sh 540   # two GPUs: the TP2, TP2 + DP attention and TP2 + EP2 rows
-#   MODE=x2-pair bash scripts/gpu-pair.sh 540   # two GPUs: the one-GPU rows serially, then -n 2 side by side
+#   MODE=one bash scripts/gpu-run.sh 540       # one GPU: bad GPU id, two servers sharing GPU 0, serial, -n 2
+#   MODE=x2-rows bash scripts/gpu-run.sh 540   # two GPUs: the TP2, TP2 + DP attention and TP2 + EP2 rows
+#   MODE=x2-pair bash scripts/gpu-run.sh 540   # two GPUs: the one-GPU rows serially, then -n 2 side by side
+#   MODE=capacity bash scripts/gpu-run.sh 540  # gpu-capacity.yaml: capacity at the SLO, batch levels, agreement
+#   MODE=slice bash scripts/gpu-run.sh 540     # gpu-slice.yaml (needs an H200's memory) and the experts per step
+# A run cut by the time box goes on in the next call: put its results.jsonl (from NAME.tar.xz) at
+# .gpu/run/prev/NAME.jsonl here, and the run resumes from it (--ablate-resume, per launch).
 # Artefacts in $OUT: console.txt, apps.txt (NVML's compute apps and our pids, every second), one .tar.xz per
-# pytest run (its results.jsonl, report.md and logs); at most 8 files come back.
+# pytest run (its results.jsonl, report.md and logs) and the experts-<row>.json files.
 set -u
 if [ "${1:-}" = stage ]; then
   set -e
   bash ../shared/gpu/stage.sh matrix/gpu-pair.yaml
+  cp matrix/gpu-*.yaml benchmarks/gpu_experts.py .gpu/run/
   python3 -m pip download -q --no-deps -d .gpu/run/wheels pytest-xdist==3.8.0 execnet==2.1.2 nvidia-ml-py
   ls .gpu/run
   exit
 fi
 T0=$(date +%s); LIMIT=${1:-540}; MODE=${MODE:-one}
-case $MODE in one|x2-rows|x2-pair) ;; *) echo "MODE=$MODE: expected one, x2-rows or x2-pair"; exit 2 ;; esac
+case $MODE in one|x2-rows|x2-pair|capacity|slice) ;; *) echo "MODE=$MODE: expected one, x2-rows, x2-pair, capacity or slice"; exit 2 ;; esac
 ROOT=$PWD; R=$PWD/.gpu/run; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/console.txt") 2>&1
 export PYTHONUNBUFFERED=1
 nvidia-smi -L; nvidia-smi --query-gpu=index,memory.used,memory.total --format=csv,noheader
 echo "pid namespace $(readlink /proc/self/ns/pid); pid 1 is $(cat /proc/1/comm)"
-mkdir -p /tmp/s && python3 -c "import tarfile; tarfile.open('.gpu/site.tar.xz').extractall('/tmp/s', filter='tar')"
+[ -d /tmp/s/lib ] || { mkdir -p /tmp/s && python3 -c "import tarfile; tarfile.open('.gpu/site.tar.xz').extractall('/tmp/s', filter='tar')"; }   # kept on a warm machine
 mkdir -p /tmp/w && for w in "$R"/wheels/*.whl; do python3 -m zipfile -e "$w" /tmp/w; done
 export PYTHONPATH=$R/boot:/tmp/s/lib:/tmp/w:$ROOT
 export ABL_STUBS=IPython,cutlass,datasets,flashinfer.sampling,flashinfer.prefill,deep_gemm
@@ -47,10 +51,15 @@ one() {  # a run's name, then its pytest options; BOX=S caps its time
   [ -n "${BOX:-}" ] && [ "$BOX" -lt $left ] && left=$BOX
   [ $left -lt 30 ] && { echo "== $name skipped: ${left}s left"; return; }
   echo "== $name: pytest $* (time box ${left}s) at t=$(( $(date +%s) - T0 ))s"
+  local resume=() prev="$R/prev/$name.jsonl" now="/tmp/ablate-$name/results.jsonl"
+  if [ -s "$prev" ] && [ "$(wc -l < "$prev")" -gt "$(cat "$now" 2>/dev/null | wc -l)" ]; then
+    mkdir -p "/tmp/ablate-$name" && cp "$prev" "$now"
+  fi
+  [ -s "$now" ] && { resume=(--ablate-resume); echo "== $name resumes from $(wc -l < "$now") records"; }
   local t; t=$(date +%s.%N)
   PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 timeout -s INT -k 25 $left python3 -m pytest -p pytest_benchmark.plugin \
     -p xdist.plugin -p pytest_sglang_ablate.plugin --ablate-matrix "${MAT:-gpu-pair.yaml}" \
-    --ablate-out "/tmp/ablate-$name" -rA --tb=short -p no:cacheprovider "$@" 2>&1 | grep -v "^  \["
+    --ablate-out "/tmp/ablate-$name" "${resume[@]}" -rA --tb=short -p no:cacheprovider "$@" 2>&1 | grep -v "^  \["
   echo "== $name wall $(python3 -c "import time; print(round(time.time() - $t, 1))") s, rc ${PIPESTATUS[0]}"
   echo "leftover: [$(pgrep -af 'sglang' | head -3)] apps: [$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | tr '\n' ';')]"
   [ -f "/tmp/ablate-$name/results.jsonl" ] && python3 - "/tmp/ablate-$name/results.jsonl" <<'EOF'
@@ -80,5 +89,9 @@ case $MODE in
     BOX=150 one warm --ablate-gpus 0 -k "cuda_graph-single"   # caches warm before the timed pair
     one serial --ablate-gpus 0,1 -k "not tp2"
     one packed -n 2 --dist loadgroup --ablate-gpus 0,1 -k "not tp2" ;;
+  capacity)
+    MAT=gpu-capacity.yaml one capacity -v ${EXTRA:-} ;;
+  slice)   # the matrix named as a path too, or pytest would collect only gpu_experts.py
+    MAT=gpu-slice.yaml one slice -v gpu-slice.yaml gpu_experts.py ${EXTRA:-} ;;
 esac
 echo "done t=$(( $(date +%s) - T0 ))s"; ls -la "$OUT"
