@@ -12,6 +12,7 @@
 #   MODE=x2-pair bash scripts/gpu-run.sh 540   # two GPUs: the one-GPU rows serially, then -n 2 side by side
 #   MODE=capacity bash scripts/gpu-run.sh 540  # gpu-capacity.yaml: capacity at the SLO, batch levels, agreement
 #   MODE=slice bash scripts/gpu-run.sh 540     # gpu-slice.yaml (needs an H200's memory) and the experts per step
+# KEXPR=EXPR selects cases of the capacity and slice runs (pytest -k EXPR).
 # A run cut by the time box goes on in the next call: put its results.jsonl (from NAME.tar.xz) at
 # .gpu/run/prev/NAME.jsonl here, and the run resumes from it (--ablate-resume, per launch).
 # Artefacts in $OUT: console.txt, apps.txt (NVML's compute apps and our pids, every second), one .tar.xz per
@@ -90,8 +91,8 @@ case $MODE in
     one serial --ablate-gpus 0,1 -k "not tp2"
     one packed -n 2 --dist loadgroup --ablate-gpus 0,1 -k "not tp2" ;;
   capacity)
-    MAT=gpu-capacity.yaml one capacity -v ${EXTRA:-} ;;
+    MAT=gpu-capacity.yaml one capacity -v ${KEXPR:+-k "$KEXPR"} ;;
   slice)   # the matrix named as a path too, or pytest would collect only gpu_experts.py
-    MAT=gpu-slice.yaml one slice -v gpu-slice.yaml gpu_experts.py ${EXTRA:-} ;;
+    MAT=gpu-slice.yaml one slice -v gpu-slice.yaml gpu_experts.py ${KEXPR:+-k "$KEXPR"} ;;
 esac
 echo "done t=$(( $(date +%s) - T0 ))s"; ls -la "$OUT"
