@@ -174,7 +174,8 @@ class AblationHooks:
 
         items.sort(key=place)
         for case in (param(it, "ablate_case") for it in items):  # each agreement workload's first row: its reference
-            if case is not None and case.workload.kind == "agreement":
+            # a row SGLang's parser refuses never runs (dropped below), so the next row is the reference
+            if case is not None and case.workload.kind == "agreement" and case.row.id not in probe.rejected:
                 state.agreement_rows.setdefault(case.workload.name, case.row.id)
         if state.settings.resume:  # per launch: a run killed in launch 2 measures only what launch 2 and later lack
             done = state.store.done(ablation.matrix.name, state.prepared.version)

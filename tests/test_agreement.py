@@ -162,3 +162,87 @@ def test_under_xdist_every_row_is_compared_in_the_test_or_at_the_end(pytester: p
         assert r["outcome"] == "passed" or "no reference outputs yet" in r["message"], r
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     assert "| 0/3 identical, 3/3 close" in report and "| 3/3 identical" in report
+
+
+def test_a_reference_row_that_failed_a_request_is_no_reference(pytester: pytest.Pytester) -> None:
+    """Its prompts answered before the failure are kept in its record, but no other row is compared with a part
+    of the prompts: the next row skips saying the reference failed, and report.md does not compare it."""
+    body = """
+features:
+  kv_fp8: {on: {kv-cache-dtype: fp8_e4m3}}
+  q: {on: {quantization: fp8}}
+rows:
+  - {features: [], env: {STANDIN: "fail_every=2"}}
+  - [q]
+workloads:
+  agree: {kind: agreement, prompts: 3, max_tokens: 8}
+"""
+    pytester.makefile(".yaml", m=standin_matrix(body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.re_match_lines([r".*no reference outputs: the reference row 'baseline' failed its agree case.*"])
+    records = _records(pytester)
+    assert records["baseline-agree"]["figures"]["outputs"] and records["q-agree"]["figures"]["compared"] is False
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "identical" not in report.split("## Agreement with the baseline")[1].split("Notes:")[0]
+
+
+def test_with_launches_the_reference_row_says_how_its_other_launches_agreed(pytester: pytest.Pytester) -> None:
+    body = AGREEMENT.replace("  - [radix_cache, fp8]\n", "").replace("  - {features: [], workloads: [agree]}\n", "")
+    pytester.makefile(".yaml", m=standin_matrix("launches: 2\n" + body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "| reference (launch 1; launch 2 3/3 identical) " in report
+    assert "| 0/3 identical, 3/3 close " in report  # the other row, each launch against the reference
+
+
+def test_a_row_cannot_change_what_an_agreement_workload_compares(pytester: pytest.Pytester) -> None:
+    body = AGREEMENT.replace(
+        "  - [radix_cache, kv_fp8]\n", "  - {features: [radix_cache, kv_fp8], workloads: {agree: {max_tokens: 12}}}\n"
+    )
+    pytester.makefile(".yaml", m=standin_matrix(body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.re_match_lines([r".*rows\[1\]\.workloads\.agree\.max_tokens: a row cannot change an agreement.*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_launch_failure_is_still_expected_beside_a_wrong_output_known_issue(pytester: pytest.Pytester) -> None:
+    body = """
+features:
+  broken: {on: {mem-fraction-static: 0.99}}
+  kv_fp8: {on: {kv-cache-dtype: fp8_e4m3}}
+rows:
+  - [kv_fp8]
+  - {features: [broken], env: {STANDIN: "exit=oom_torch"}}
+known_issues:
+  - {when: [broken], reason: "scripted: this row does not start", match: "CUDA out of memory"}
+  - {when: [broken], class: wrong_output, reason: "and answers wrong when it does"}
+workloads:
+  agree: {kind: agreement, prompts: 2, max_tokens: 8}
+"""
+    pytester.makefile(".yaml", m=standin_matrix(body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, xfailed=1)
+
+
+def test_under_xdist_a_row_beyond_the_tolerance_found_after_the_run_fails_the_run(pytester: pytest.Pytester) -> None:
+    """The reference row starts 3 s late on its worker, so the far row is measured first and skips; report.md
+    compares it at the end, finds it beyond min_close, says so and the run exits 1."""
+    body = """
+features:
+  fp8: {on: {quantization: fp8}}
+rows:
+  - {features: [], env: {STANDIN: "slow_start=3"}}
+  - [fp8]
+workloads:
+  agree: {kind: agreement, prompts: 2, max_tokens: 8, top_k: 3}
+"""
+    pytester.makefile(".yaml", m=standin_matrix(body))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "-n", "2")
+    assert _records(pytester)["fp8-agree"]["outcome"] == "skipped"
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.re_match_lines([r".*wrong output, found after the run \(the run fails\): row fp8, agree: greedy.*"])
+    report = (pytester.path / "ablate-results" / "report.md").read_text()
+    assert "beyond the tolerance, so the run fails" in report and "first differs at token 2 (far)" in report

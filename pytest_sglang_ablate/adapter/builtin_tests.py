@@ -66,6 +66,8 @@ def test_agreement(
         "prompts": len(workload.prompts),
         "max_tokens": workload.max_tokens,
         "top_k": workload.top_k,
+        "min_identical": workload.min_identical,  # the tolerance, for report.md's comparisons after the run
+        "min_close": workload.min_close,
         "logprobs": all(o.tokens is not None for o in outputs) if outputs else None,
         "outputs": [o.to_json() for o in outputs],
         "sources": "greedy outputs (temperature 0) and their top-k log-probabilities from the server's "

@@ -5,7 +5,8 @@ the plots, report.md, the --benchmark-json file when no case passed, and the ter
 is reported as a pytest warning naming it (`WriterFailed`), the others still write, and the run exits with
 pytest's INTERNAL_ERROR (3) unless it had already ended worse (interrupted, usage error). results.jsonl is not
 among them: each case's line was written when the case finished. A regression the gate confirmed makes the run
-exit with TESTS_FAILED (1), as pytest-benchmark's --benchmark-compare-fail does.
+exit with TESTS_FAILED (1), as pytest-benchmark's --benchmark-compare-fail does, and so does a row whose greedy
+outputs report.md found beyond its agreement tolerance after the run (it ran before its reference, under xdist).
 
 The files are written in a hook wrapper around pytest-benchmark's own saving, before it: a benchmark file that
 pytest-benchmark cannot write costs no report.
@@ -114,6 +115,7 @@ def summary_lines(
     lines = []
     if written is not None:
         lines += [written[0].brief, f"full report: {written[1]}   results: {state.store.path}"]
+        lines += [f"wrong output, found after the run (the run fails): {x}" for x in written[0].late_failures]
     if gate is not None and state.gate is not None:
         said = [g for g in gate if g["verdict"] not in (CLEARED, CLEAR)]
         lines.append(
@@ -166,6 +168,8 @@ class SessionEnd:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a regression beyond the noise fails the run
             pngs = self.run("plots", lambda: write_plots(state)) or []
             self.written = self.run("report.md", lambda: write_report(state, pngs, self.gate))
+            if self.written and self.written[0].late_failures and session.exitstatus not in WORSE:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED  # wrong outputs found only once every row ran
             self.empty_json = self.run("the empty --benchmark-json", lambda: write_empty_benchmark_json(self.config))
         try:
             return (yield)

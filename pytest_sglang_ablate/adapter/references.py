@@ -53,8 +53,15 @@ class References:
         row = self.row_of(workload)
         state = self.state
         records = state.store.of_run(state.prepared.ablation.matrix.name, state.records_run)
-        mine = sorted(
-            (r for r in records if r.row == row and r.workload == workload.name and (r.figures or {}).get("outputs")),
+        mine = sorted(  # the launch that was the reference: a failed launch's partial outputs never are
+            (
+                r
+                for r in records
+                if r.row == row
+                and r.workload == workload.name
+                and r.outcome == "passed"
+                and (r.figures or {}).get("is_reference")
+            ),
             key=lambda r: r.launch or 1,
         )
         if mine:
@@ -88,6 +95,12 @@ class References:
                 f"no reference outputs: the reference row '{row}' {failed[-1].outcome} its {workload.name} case "
                 f"({(failed[-1].message or '').splitlines()[0] if failed[-1].message else 'no message'}); this "
                 "row's outputs are in its record, to compare once the reference runs (or name another `baseline:`)"
+            )
+        selected = any(c.row.id == row and c.workload.name == workload.name for c in state.selected)
+        if not selected or row in state.prepared.probe.rejected:
+            return (
+                f"no reference outputs: the reference row '{row}' is not in this run (deselected with -k/-m, or "
+                f"refused by the engine's parser); select it too, or name another `baseline:`"
             )
         return (
             f"no reference outputs yet: the reference row '{row}' has not run its {workload.name} case (under "

@@ -308,6 +308,8 @@ AGREEMENT_KEYS = {
     "min_close": False,
     "request_timeout": False,
 }
+# what every row of an agreement workload shares with its reference: the requests, and which row is the reference
+AGREEMENT_SHARED = {"prompts", "seed", "max_tokens", "top_k", "baseline"}
 SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
 SLO_PERCENTILES = ("mean", "p50", "p90", "p99")
 LEVEL_KEYS = {"concurrency": False, "requests": False, "repeat": False, "cross_check_tolerance": False}
@@ -865,6 +867,17 @@ def _row_workloads(
         over = r.mapping(override, value, wname, p)
         if "kind" in over and over["kind"] != base.get("kind"):
             raise r.fail(over, "kind", f"{p}.kind", f"a row cannot change a workload's kind (it is {base.get('kind')})")
+        if base.get("kind") == "agreement":  # every row answers the same prompts the same way, or none compares
+            fixed = next((k for k in over if k in AGREEMENT_SHARED), None)
+            if fixed is not None:
+                raise r.fail(
+                    over,
+                    fixed,
+                    f"{p}.{fixed}",
+                    f"a row cannot change an agreement workload's {fixed}: every row is compared with the reference "
+                    f"on the same requests; set it on the workload (rows may change only "
+                    f"{', '.join(sorted(set(AGREEMENT_KEYS) - AGREEMENT_SHARED - {'kind'}))})",
+                )
         # a row's `key: null` sets that key back to its default (no warmup, no expected answer, ...)
         merged = LineDict({k: v for k, v in {**base, **over}.items() if v is not None})
         merged.line = over.line

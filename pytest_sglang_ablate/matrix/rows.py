@@ -75,9 +75,14 @@ class Case:
     def expected_errors(self) -> tuple[type[ServerError], ...]:
         """What counts as the known failure: a failed launch, or for rules limited to some workloads or levels
         (an OOM at high concurrency), also the server dying mid-workload. Never a timeout or a wrong answer."""
-        if any(rule.failure_class == FailureClass.WRONG_OUTPUT.value for rule in self.rules):
-            return (WrongOutput,)  # an agreement case whose outputs a known issue says are wrong
-        return (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
+        server: tuple[type[ServerError], ...] = (
+            (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
+        )
+        wrong = [rule.failure_class == FailureClass.WRONG_OUTPUT.value for rule in self.rules]
+        if not any(wrong):
+            return server
+        # an agreement case whose outputs a known issue says are wrong; other rules still expect the server's failure
+        return (WrongOutput, *server) if not all(wrong) else (WrongOutput,)
 
     def misfit(self, failure_class: str | None, evidence: str) -> str | None:
         """None when a server failure is one the case's known issues expect (any rule fits), else why not."""
@@ -216,7 +221,10 @@ def expand(matrix: Matrix, engine_version: str | None, launches: int | None = No
             levels: tuple[Level | None, ...] = w.levels if isinstance(w, BatchWorkload) else (None,)
             for level in levels:
                 rules = matching_rules(issues, spec.features, w, level)
-                launch_only = all(_whole_row_rule(r) for r in rules)
+                # whether the server's failures they expect are its launch's only (a wrong output is no server failure)
+                launch_only = all(
+                    _whole_row_rule(r) for r in rules if r.failure_class != FailureClass.WRONG_OUTPUT.value
+                )
                 cases.append(Case(row, w, level, reason(rules), launch_only, tuple(rules)))
     _check_baselines(matrix, rows)
     return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)

@@ -181,4 +181,9 @@ class Agreement:
 def agreement(reference: list[Output], ours: list[Output]) -> Agreement:
     """Each prompt's outputs against the reference's (the same prompts, in the same order)."""
     by_prompt = {o.prompt: o for o in reference}
-    return Agreement([compare(by_prompt[o.prompt], o) for o in ours if o.prompt in by_prompt])
+    return Agreement([compare(by_prompt[o.prompt], o) if o.prompt in by_prompt else _unanswered(o) for o in ours])
+
+
+def _unanswered(ours: Output) -> Divergence:
+    """A prompt the reference has no output for cannot agree with it: far, at its first token."""
+    return Divergence(ours.prompt, 0, False, "token", "(the reference has no output for it)", ours.text[:80], [], [])

@@ -215,20 +215,61 @@ def capacity(records: list[CaseResult], notes: Notes) -> str:
 
 def _agreement_of(r: CaseResult, records: list[CaseResult]) -> dict[str, Any] | None:
     """A passed (or kept) agreement record's comparison with its reference: its own, or, for a row that had no
-    reference when it ran (pytest-xdist, a failed reference), computed here from both records' outputs."""
+    reference when it ran (pytest-xdist, a failed reference), computed here from both records' outputs, with the
+    workload's tolerance applied (`late_problems`: why the row would have failed its case)."""
+    from ..matrix.model import AgreementWorkload
     from ..measure.agreement import Output, agreement
 
     figures = r.figures or {}
     if "identical_share" in figures:
         return figures
-    if not figures.get("outputs"):
+    if not figures.get("outputs") or figures.get("compared") is not False:  # a failed row's outputs are partial
         return None
     refs = [x for x in records if x.workload == r.workload and (x.figures or {}).get("is_reference")]
     if not refs:
         return None
     ref = refs[0].figures or {}
     found = agreement([Output.of(o) for o in ref["outputs"]], [Output.of(o) for o in figures["outputs"]])
-    return {**figures, **found.figures(), "reference_row": ref.get("reference_row"), "compared_in_report": True}
+    tolerance = AgreementWorkload(
+        r.workload, (), min_identical=figures.get("min_identical", 0.0), min_close=figures.get("min_close", 1.0)
+    )
+    problems = found.problems(tolerance, f"row '{ref.get('reference_row')}'")
+    return {
+        **figures,
+        **found.figures(),
+        "reference_row": ref.get("reference_row"),
+        "compared_in_report": True,
+        "late_problems": problems,
+    }
+
+
+def late_agreement_failures(records: list[CaseResult]) -> list[str]:
+    """Rows compared only after the run (pytest-xdist) whose outputs diverge beyond the tolerance: the run fails
+    for them as their cases would have."""
+    out = []
+    for r in (x for x in records if x.kind == "agreement"):
+        problems = (_agreement_of(r, records) or {}).get("late_problems")
+        if problems and not r.known_issue:
+            out.append(f"row {r.row}, {r.workload}: {problems[0]}")
+    return out
+
+
+def _reference_cell(r: CaseResult, figures: dict[str, Any], notes: Notes) -> str:
+    """The reference row's cell: "reference", and how its other launches agreed with the launch that was it."""
+    n = int(figures.get("prompts") or 1)  # a median over launches: a float
+    others = [
+        x
+        for x in figures.get("launches") or []
+        if x.get("launch") != figures.get("reference_launch") and "identical_share" in x
+    ]
+    text = "reference"
+    if others:
+        said = ", ".join(f"launch {x['launch']} {round(x['identical_share'] * n)}/{n} identical" for x in others)
+        text += f" (launch {figures.get('reference_launch')}; {said})"
+    if r.outcome in ("failed", "xfailed"):
+        why = f"known issue: {r.known_issue}; " if r.outcome == "xfailed" else ""
+        text += " " + notes.ref(f"row {r.row}, {r.workload}: {why}a launch diverged from the first: {r.message}")
+    return text
 
 
 def agreement_cells(records: list[CaseResult], notes: Notes) -> dict[tuple[str, str], str]:
@@ -241,7 +282,7 @@ def agreement_cells(records: list[CaseResult], notes: Notes) -> dict[tuple[str, 
             out[(r.row, r.workload)] = _runnable(r, notes) if r.outcome != "passed" else ""
             continue
         if figures.get("is_reference"):
-            out[(r.row, r.workload)] = "reference"
+            out[(r.row, r.workload)] = _reference_cell(r, figures, notes)
             continue
         n = len(figures.get("divergences") or []) or 1
         same, close = round(figures["identical_share"] * n), round(figures["close_share"] * n)
@@ -253,6 +294,11 @@ def agreement_cells(records: list[CaseResult], notes: Notes) -> dict[tuple[str, 
             worst = next((d for d in kept if not d.close), None) or next((d for d in kept if not d.identical), None)
             why = f"known issue: {r.known_issue}; " if r.outcome == "xfailed" else ""
             text += " " + notes.ref(f"row {r.row}, {r.workload}: {why}{worst.said() if worst else r.message}")
+        elif figures.get("late_problems"):
+            text += " " + notes.ref(
+                f"row {r.row}, {r.workload}: compared here, after the run (the reference had not run when this row "
+                f"did), and beyond the tolerance, so the run fails: {'; '.join(figures['late_problems'])}"
+            )
         elif figures.get("compared_in_report"):
             text += " " + notes.ref("compared here, after the run: the reference had not run when this row did")
         out[(r.row, r.workload)] = text
@@ -487,6 +533,7 @@ def compare(records: list[CaseResult], baseline: list[CaseResult]) -> str:
 class Report:
     text: str  # the whole of report.md
     brief: str  # the outcome line, the two tables and their notes: what the terminal summary shows
+    late_failures: tuple[str, ...] = ()  # rows compared after the run that fail their tolerance (exit status 1)
 
 
 def render(
@@ -544,7 +591,7 @@ def render(
         "Figures and their sources: docs/metrics.md "
         "(token counts from the server's usage, times from the client's clock).",
     ]
-    return Report("\n".join(parts) + "\n", "\n".join(brief).rstrip())
+    return Report("\n".join(parts) + "\n", "\n".join(brief).rstrip(), tuple(late_agreement_failures(records)))
 
 
 def write(
@@ -581,4 +628,4 @@ def write(
     path = out_dir / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    return Report(text, redact.text(report.brief, secrets)), path
+    return Report(text, redact.text(report.brief, secrets), report.late_failures), path

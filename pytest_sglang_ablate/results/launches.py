@@ -72,6 +72,13 @@ def combine(records: list[CaseResult]) -> CaseResult:
         for r in records
     ]
     figures["launch_spread"] = {k: s for k in HEADLINE if (s := spread(passed, k)) is not None}
+    if worst.kind == "agreement":  # the launch whose outputs were the reference stays the reference
+        first = next(
+            (r.figures for r in records if r.outcome == "passed" and (r.figures or {}).get("is_reference")), None
+        )
+        if first is not None:
+            keep = ("is_reference", "reference_row", "reference_launch", "outputs")
+            figures.update({k: first[k] for k in keep if k in first})
     return dataclasses.replace(
         worst,
         figures=figures or None,
