@@ -246,3 +246,10 @@ workloads:
     result.stdout.re_match_lines([r".*wrong output, found after the run \(the run fails\): row fp8, agree: greedy.*"])
     report = (pytester.path / "ablate-results" / "report.md").read_text()
     assert "beyond the tolerance, so the run fails" in report and "first differs at token 2 (far)" in report
+
+
+def test_a_named_baseline_left_out_by_k_is_said_as_such(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", m=standin_matrix(AGREEMENT.replace("prompts: 3,", "prompts: 3, baseline: baseline,")))
+    result = pytester.runpytest_subprocess("--ablate-matrix", "m.yaml", "-p", "no:cacheprovider", "-rs", "-k", "kv_fp8")
+    result.assert_outcomes(skipped=1)
+    result.stdout.re_match_lines([r".*the reference row 'baseline' is not in this run \(deselected with -k/-m.*"])
