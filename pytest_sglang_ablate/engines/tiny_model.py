@@ -178,7 +178,7 @@ REAL_DIMS = {
     "max_position_embeddings": 163840,
 }
 REAL_VOCAB = 129280
-# 3 dense + 3 MoE layers: 75 GB of bf16 weights, 98 GB with the NextN layer (a MoE layer of its own) that NEXTN
+# 3 dense + 3 MoE layers: 76 GB of bf16 weights, 99 GB with the NextN layer (a MoE layer of its own) that NEXTN
 # rows load, which leaves an H200's 141 GB room for the KV cache and CUDA graphs (docs/engines.md)
 REAL_LAYERS = 6
 
