@@ -14,7 +14,8 @@
 #   MODE=slice bash scripts/gpu-run.sh 540     # gpu-slice.yaml (needs an H200's memory) and the experts per step
 # KEXPR=EXPR selects cases of the capacity and slice runs (pytest -k EXPR).
 # A run cut by the time box goes on in the next call: put its results.jsonl (from NAME.tar.xz) at
-# .gpu/run/prev/NAME.jsonl here, and the run resumes from it (--ablate-resume, per launch).
+# .gpu/run/prev/NAME.jsonl here, and the run resumes from it (--ablate-resume, per launch); the slice run then
+# leaves out gpu_experts.py on the launches already measured, whose servers it would otherwise start again.
 # Artefacts in $OUT: console.txt, apps.txt (NVML's compute apps and our pids, every second), one .tar.xz per
 # pytest run (its results.jsonl, report.md and logs) and the experts-<row>.json files.
 set -u
@@ -46,16 +47,31 @@ python3 -c "import pynvml, xdist; pynvml.nvmlInit(); print('NVML GPUs', pynvml.n
   done ) > "$OUT/apps.txt" 2>&1 &
 SAMPLER=$!
 trap 'kill $SAMPLER 2>/dev/null' EXIT
+take_prev() {  # a run's records from the last call (.gpu/run/prev/NAME.jsonl), where they are more than here
+  local prev="$R/prev/$1.jsonl" now="/tmp/ablate-$1/results.jsonl"
+  if [ -s "$prev" ] && [ "$(wc -l < "$prev")" -gt "$(cat "$now" 2>/dev/null | wc -l)" ]; then
+    mkdir -p "/tmp/ablate-$1" && cp "$prev" "$now"
+  fi
+}
+experts_done() {  # --deselect for gpu_experts.py on each launch already measured: resumed, its server would start
+  # again just for it (--ablate-resume knows the matrix's cases only); dummy_routing has no recorder, so always
+  take_prev slice
+  echo "--deselect=gpu_experts.py::test_experts_per_decode_step[dummy_routing]"
+  [ -s /tmp/ablate-slice/results.jsonl ] && python3 - /tmp/ablate-slice/results.jsonl <<'EOF2'
+import json, sys
+for key in sorted({(r["row"], r.get("launch") or 1, r.get("launches") or 1) for r in map(json.loads, open(sys.argv[1]))}):
+    row, launch, launches = key
+    print(f"--deselect=gpu_experts.py::test_experts_per_decode_step[{row}{f'-launch{launch}' if launches > 1 else ''}]")
+EOF2
+}
 one() {  # a run's name, then its pytest options; BOX=S caps its time
   local name=$1; shift
   local left=$(( LIMIT - ($(date +%s) - T0) - 20 ))
   [ -n "${BOX:-}" ] && [ "$BOX" -lt $left ] && left=$BOX
   [ $left -lt 30 ] && { echo "== $name skipped: ${left}s left"; return; }
   echo "== $name: pytest $* (time box ${left}s) at t=$(( $(date +%s) - T0 ))s"
-  local resume=() prev="$R/prev/$name.jsonl" now="/tmp/ablate-$name/results.jsonl"
-  if [ -s "$prev" ] && [ "$(wc -l < "$prev")" -gt "$(cat "$now" 2>/dev/null | wc -l)" ]; then
-    mkdir -p "/tmp/ablate-$name" && cp "$prev" "$now"
-  fi
+  local resume=() now="/tmp/ablate-$name/results.jsonl"
+  take_prev "$name"
   [ -s "$now" ] && { resume=(--ablate-resume); echo "== $name resumes from $(wc -l < "$now") records"; }
   local t; t=$(date +%s.%N)
   PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 timeout -s INT -k 25 $left python3 -m pytest -p pytest_benchmark.plugin \
@@ -93,6 +109,7 @@ case $MODE in
   capacity)
     MAT=gpu-capacity.yaml one capacity -v ${KEXPR:+-k "$KEXPR"} ;;
   slice)   # the matrix named as a path too, or pytest would collect only gpu_experts.py
-    MAT=gpu-slice.yaml one slice -v gpu-slice.yaml gpu_experts.py ${KEXPR:+-k "$KEXPR"} ;;
+    mapfile -t skip < <(experts_done)
+    MAT=gpu-slice.yaml one slice -v gpu-slice.yaml gpu_experts.py "${skip[@]}" ${KEXPR:+-k "$KEXPR"} ;;
 esac
 echo "done t=$(( $(date +%s) - T0 ))s"; ls -la "$OUT"
