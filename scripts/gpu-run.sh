@@ -59,8 +59,7 @@ experts_done() {  # --deselect for gpu_experts.py on each launch already measure
   echo "--deselect=gpu_experts.py::test_experts_per_decode_step[dummy_routing]"
   [ -s /tmp/ablate-slice/results.jsonl ] && python3 - /tmp/ablate-slice/results.jsonl <<'EOF2'
 import json, sys
-for key in sorted({(r["row"], r.get("launch") or 1, r.get("launches") or 1) for r in map(json.loads, open(sys.argv[1]))}):
-    row, launch, launches = key
+for row, launch, launches in sorted({(r["row"], r.get("launch") or 1, r.get("launches") or 1) for r in map(json.loads, open(sys.argv[1]))}):
     print(f"--deselect=gpu_experts.py::test_experts_per_decode_step[{row}{f'-launch{launch}' if launches > 1 else ''}]")
 EOF2
 }

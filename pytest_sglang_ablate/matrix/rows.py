@@ -75,14 +75,12 @@ class Case:
     def expected_errors(self) -> tuple[type[ServerError], ...]:
         """What counts as the known failure: a failed launch, or for rules limited to some workloads or levels
         (an OOM at high concurrency), also the server dying mid-workload. Never a timeout or a wrong answer."""
-        server: tuple[type[ServerError], ...] = (
-            (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
-        )
-        wrong = [rule.failure_class == FailureClass.WRONG_OUTPUT.value for rule in self.rules]
-        if not any(wrong):
+        server = (ServerLaunchError,) if self.xfail_launch_only else (ServerLaunchError, ServerDied)
+        wrong = [r for r in self.rules if _expects_wrong_output(r)]
+        if not wrong:
             return server
-        # an agreement case whose outputs a known issue says are wrong; other rules still expect the server's failure
-        return (WrongOutput, *server) if not all(wrong) else (WrongOutput,)
+        # an agreement case whose outputs a known issue says are wrong; any other rule expects the server's failure
+        return (WrongOutput,) if len(wrong) == len(self.rules) else (WrongOutput, *server)
 
     def misfit(self, failure_class: str | None, evidence: str) -> str | None:
         """None when a server failure is one the case's known issues expect (any rule fits), else why not."""
@@ -128,9 +126,12 @@ def _matches_row(issue: KnownIssue, features: frozenset[str]) -> bool:
     return issue.when <= features
 
 
+def _expects_wrong_output(issue: KnownIssue) -> bool:
+    return issue.failure_class == FailureClass.WRONG_OUTPUT.value
+
+
 def _whole_row_rule(issue: KnownIssue) -> bool:
-    wrong_output = issue.failure_class == FailureClass.WRONG_OUTPUT.value
-    return issue.workloads is None and issue.min_concurrency is None and not wrong_output
+    return issue.workloads is None and issue.min_concurrency is None and not _expects_wrong_output(issue)
 
 
 def matching_rules(
@@ -222,9 +223,7 @@ def expand(matrix: Matrix, engine_version: str | None, launches: int | None = No
             for level in levels:
                 rules = matching_rules(issues, spec.features, w, level)
                 # whether the server's failures they expect are its launch's only (a wrong output is no server failure)
-                launch_only = all(
-                    _whole_row_rule(r) for r in rules if r.failure_class != FailureClass.WRONG_OUTPUT.value
-                )
+                launch_only = all(_whole_row_rule(r) for r in rules if not _expects_wrong_output(r))
                 cases.append(Case(row, w, level, reason(rules), launch_only, tuple(rules)))
     _check_baselines(matrix, rows)
     return Ablation(matrix, tuple(rows), tuple(cases), engine_version, issues)
